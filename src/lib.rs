@@ -1,0 +1,3 @@
+//! wesher: a WireGuard mesh manager speaking hashicorp memberlist's wire protocol.
+
+pub mod membership;

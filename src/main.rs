@@ -1,0 +1,3 @@
+fn main() {
+    println!("wesher {}", env!("CARGO_PKG_VERSION"));
+}
