@@ -1,0 +1,567 @@
+//! The wesher agent: one thread, one mio loop.
+//!
+//! The loop owns the gossip sockets (through `Transport`), the signal pipe and the clock. It moves
+//! bytes and deadlines between the sockets and the membership core, turns membership events into
+//! mesh changes, and applies them through the WireGuard backend, rtnetlink and the hosts file.
+//! Netlink and UAPI calls are short blocking request/replies on local sockets.
+
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use mio::{Events, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::config::Config;
+use crate::hosts;
+use crate::membership::{self, Event, Member, Membership};
+use crate::mesh::{host_prefix, Changes, Mesh, Peer};
+use crate::netlink::Rtnl;
+use crate::nodemeta::NodeMeta;
+use crate::overlay;
+use crate::state::{self, State, StoredNode};
+use crate::transport::{self, Transport};
+use crate::wireguard::{Backend, DeviceConfig, Key};
+
+const SIGNALS: Token = Token(0);
+
+/// Go wesher's join backoff: 0.5 s, times 1.5, at most 60 s. Unlike Go we never give up.
+const JOIN_BACKOFF_START: Duration = Duration::from_millis(500);
+const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often lost members and configured addresses are re-joined (split-brain healing).
+const REJOIN_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a graceful leave may take before we exit anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A fatal agent error: what failed and why, for `wesher: error: ...`.
+#[derive(Debug)]
+pub struct AgentError(String);
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+fn fail(what: impl fmt::Display, err: impl fmt::Display) -> AgentError {
+    AgentError(format!("{what}: {err}"))
+}
+
+/// Run the agent until a signal stops it.
+pub fn run(cfg: Config) -> Result<(), AgentError> {
+    let mut poll = Poll::new().map_err(|e| fail("creating the event loop", e))?;
+    // Signals first, so a TERM during set-up or the join phase is not lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| fail("installing signal handlers", e))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, mio::Interest::READABLE)
+        .map_err(|e| fail("registering signal handlers", e))?;
+
+    let mut agent = Agent::start(cfg, &poll)?;
+    let result = agent.run(&mut poll, &mut signals);
+    agent.shutdown();
+    result
+}
+
+/// Where a join attempt stands.
+struct Joining {
+    /// Addresses as configured (`--join`) or resumed from the state file.
+    targets: Vec<String>,
+    backoff: Duration,
+    next_attempt: Option<Instant>,
+    /// Join results still expected from the current attempt, and whether one succeeded.
+    pending: usize,
+    succeeded: bool,
+}
+
+struct Agent {
+    cfg: Config,
+    name: String,
+    overlay: IpAddr,
+    link: u32,
+    rtnl: Rtnl,
+    wg: Backend,
+    membership: Membership,
+    transport: Transport,
+    mesh: Mesh,
+    state_path: PathBuf,
+    cluster_key: [u8; 32],
+    hosts_path: Option<PathBuf>,
+    joining: Joining,
+    next_rejoin: Instant,
+    state_dirty: bool,
+    leave_deadline: Option<Instant>,
+}
+
+impl Agent {
+    fn start(cfg: Config, poll: &Poll) -> Result<Agent, AgentError> {
+        let name = match &cfg.node_name {
+            Some(n) => n.clone(),
+            None => hostname()?,
+        };
+
+        let state_path = state::path(&cfg.state_dir, &cfg.interface);
+        let stored = if cfg.init {
+            State::default()
+        } else {
+            state::load(&cfg.state_dir, &cfg.interface).map_err(|e| AgentError(e.to_string()))?
+        };
+        let (cluster_key, generated) = state::choose_key(cfg.cluster_key, &stored);
+        if generated && io::stdout().is_terminal() {
+            // Printed, never logged: logs end up in places a secret should not.
+            let _ = writeln!(io::stdout(), "new cluster key generated: {}", state::encode_key(&cluster_key));
+        }
+        let mut initial = stored.clone();
+        initial.cluster_key = Some(cluster_key);
+        // Written at once so a generated key survives a crash before the first member joins.
+        state::save(&state_path, &initial).map_err(|e| AgentError(e.to_string()))?;
+
+        let mut rtnl = Rtnl::open().map_err(|e| fail("opening rtnetlink", e))?;
+        let (bind_ip, advertise_ip) = bind_addresses(&cfg, &mut rtnl)?;
+        let advertise = SocketAddr::new(
+            cfg.advertise_addr.unwrap_or(advertise_ip),
+            cfg.advertise_port.unwrap_or(cfg.cluster_port),
+        );
+
+        let overlay = overlay::derive(&name, &cfg.overlay_net);
+        if overlay::is_reserved(overlay, &cfg.overlay_net) {
+            error!(
+                "overlay address {overlay} of node {name} is the network or broadcast address of {}; \
+                 pick another node name or overlay network",
+                cfg.overlay_net
+            );
+        }
+
+        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
+        let link = rtnl
+            .ensure_wireguard_link(&cfg.interface)
+            .map_err(|e| AgentError(e.to_string()))?;
+        let mut agent_wg = Backend::open(&cfg.interface).map_err(|e| AgentError(e.to_string()))?;
+        agent_wg
+            .set_device(&DeviceConfig {
+                private_key: key,
+                listen_port: cfg.wireguard_port,
+            })
+            .map_err(|e| AgentError(e.to_string()))?;
+        configure_link(&mut rtnl, link, overlay, cfg.mtu).map_err(|e| AgentError(e.to_string()))?;
+
+        let meta = NodeMeta::new(overlay, key.public().to_base64()).encode();
+        let timing = cfg.gossip_profile.timing();
+        let seed = random_seed().map_err(|e| fail("seeding the random source", e))?;
+        let keyring = membership::Keyring::new(cluster_key);
+        let membership = Membership::new(
+            membership::Config {
+                name: name.clone(),
+                advertise,
+                keyring,
+                timing,
+                meta,
+            },
+            Instant::now(),
+            seed,
+        );
+        let transport = Transport::bind(SocketAddr::new(bind_ip, cfg.cluster_port), poll.registry())
+            .map_err(|e| fail(format!("binding the gossip port {bind_ip}:{}", cfg.cluster_port), e))?;
+
+        let targets = if cfg.join.is_empty() {
+            stored.nodes.iter().map(|n| n.addr.to_string()).collect()
+        } else {
+            cfg.join.clone()
+        };
+        let hosts_path = (!cfg.no_etc_hosts).then(|| PathBuf::from(hosts::ETC_HOSTS));
+        info!(
+            "node {name}: overlay {overlay}, gossip {advertise} (bound to {bind_ip}), interface {}",
+            cfg.interface
+        );
+        let now = Instant::now();
+        Ok(Agent {
+            name,
+            overlay,
+            link,
+            rtnl,
+            wg: agent_wg,
+            membership,
+            transport,
+            mesh: Mesh::default(),
+            state_path,
+            cluster_key,
+            hosts_path,
+            joining: Joining {
+                next_attempt: (!targets.is_empty()).then_some(now),
+                targets,
+                backoff: JOIN_BACKOFF_START,
+                pending: 0,
+                succeeded: false,
+            },
+            next_rejoin: now + REJOIN_INTERVAL,
+            state_dirty: false,
+            leave_deadline: None,
+            cfg,
+        })
+    }
+
+    fn run(&mut self, poll: &mut Poll, signals: &mut Signals) -> Result<(), AgentError> {
+        let mut events = Events::with_capacity(64);
+        let mut inputs = Vec::new();
+        loop {
+            let now = Instant::now();
+            self.on_timers(now);
+            transport::pump(&mut self.membership, &mut self.transport, now);
+            self.drain_events(now);
+            if self.state_dirty {
+                self.save_state();
+            }
+            if let Some(deadline) = self.leave_deadline {
+                if self.membership.leave_done() || now >= deadline {
+                    return Ok(());
+                }
+            }
+
+            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(fail("waiting for events", e));
+                }
+            }
+            for event in events.iter() {
+                if event.token() == SIGNALS {
+                    for signal in signals.pending() {
+                        if self.leave_deadline.is_some() {
+                            warn!("second signal {signal}: exiting without waiting for the leave");
+                            return Ok(());
+                        }
+                        warn!("signal {signal}: leaving the cluster");
+                        let now = Instant::now();
+                        self.membership.leave(now);
+                        self.leave_deadline = Some(now + LEAVE_TIMEOUT);
+                    }
+                } else {
+                    self.transport.handle_event(event, &mut inputs);
+                }
+            }
+            let now = Instant::now();
+            for input in inputs.drain(..) {
+                self.membership.handle_input(now, input);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.membership.next_deadline(),
+            self.joining.next_attempt,
+            Some(self.next_rejoin),
+            self.leave_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if self.membership.next_deadline().is_some_and(|d| d <= now) {
+            self.membership.handle_timeout(now);
+        }
+        if self.leave_deadline.is_some() {
+            return;
+        }
+        if self.joining.next_attempt.is_some_and(|t| t <= now) {
+            self.joining.next_attempt = None;
+            let addrs = self.resolve(&self.joining.targets);
+            if addrs.is_empty() {
+                warn!("join: none of {:?} resolved; retrying", self.joining.targets);
+                self.schedule_join_retry(now);
+            } else {
+                info!("joining {addrs:?}");
+                self.joining.pending = addrs.len();
+                self.joining.succeeded = false;
+                self.membership.join(now, &addrs);
+            }
+        }
+        if now >= self.next_rejoin {
+            self.next_rejoin = now + REJOIN_INTERVAL;
+            self.rejoin_lost(now);
+        }
+    }
+
+    /// Re-join configured addresses and lost members that are not alive members now, so two
+    /// halves of a cut cluster find each other again once the link is back.
+    fn rejoin_lost(&mut self, now: Instant) {
+        if self.joining.pending > 0 || self.joining.next_attempt.is_some() {
+            return;
+        }
+        let alive: Vec<SocketAddr> = self
+            .membership
+            .members()
+            .filter(|m| m.state == membership::MemberState::Alive)
+            .map(|m| m.addr)
+            .collect();
+        let mut lost: Vec<SocketAddr> = self
+            .membership
+            .members()
+            .filter(|m| matches!(m.state, membership::MemberState::Dead | membership::MemberState::Left))
+            .map(|m| m.addr)
+            .collect();
+        lost.extend(self.resolve(&self.cfg.join));
+        lost.retain(|a| !alive.contains(a));
+        lost.sort();
+        lost.dedup();
+        if !lost.is_empty() {
+            debug!("re-joining lost or configured members {lost:?}");
+            self.membership.join(now, &lost);
+        }
+    }
+
+    fn schedule_join_retry(&mut self, now: Instant) {
+        self.joining.next_attempt = Some(now + self.joining.backoff);
+        self.joining.backoff = (self.joining.backoff * 3 / 2).min(JOIN_BACKOFF_MAX);
+    }
+
+    /// Resolve `host[:port]` targets; the port defaults to our cluster port.
+    fn resolve(&self, targets: &[String]) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for target in targets {
+            match resolve_target(target, self.cfg.cluster_port) {
+                Ok(addrs) => out.extend(addrs),
+                Err(e) => warn!("join target {target}: {e}"),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn drain_events(&mut self, now: Instant) {
+        while let Some(event) = self.membership.poll_event() {
+            match event {
+                Event::Join(m) | Event::Update(m) => self.member_up(&m),
+                Event::Leave(m) => {
+                    info!("member {} ({}) left the mesh ({:?})", m.name, m.addr, m.state);
+                    let changes = self.mesh.remove(&m.name);
+                    self.apply(changes);
+                    self.state_dirty = true;
+                }
+                Event::JoinResult { addr, result } => self.join_result(now, addr, result),
+            }
+        }
+    }
+
+    fn join_result(&mut self, now: Instant, addr: SocketAddr, result: Result<usize, String>) {
+        match result {
+            Ok(n) => {
+                info!("joined through {addr}: learned {n} members");
+                self.joining.succeeded = true;
+            }
+            Err(e) if e.contains("decrypt") => {
+                warn!("join through {addr} failed: {e} (is the cluster key the same on both nodes?)")
+            }
+            Err(e) => warn!("join through {addr} failed: {e}"),
+        }
+        if self.joining.pending == 0 {
+            return; // a re-join of lost members, not the initial join
+        }
+        self.joining.pending -= 1;
+        if self.joining.pending == 0 {
+            if self.joining.succeeded {
+                self.joining.backoff = JOIN_BACKOFF_START;
+            } else {
+                warn!("could not join any of {:?}; retrying in {:?}", self.joining.targets, self.joining.backoff);
+                self.schedule_join_retry(now);
+            }
+        }
+    }
+
+    fn member_up(&mut self, m: &Member) {
+        let meta = match NodeMeta::decode(&m.meta) {
+            Ok(meta) => meta,
+            Err(e) => {
+                // Go wesher's first alive carries no metadata; the update that follows does.
+                if m.meta.is_empty() {
+                    debug!("member {} has no metadata yet", m.name);
+                } else {
+                    warn!("member {} ({}): unusable metadata: {e}", m.name, m.addr);
+                }
+                return;
+            }
+        };
+        let public_key = match Key::from_base64(&meta.pub_key) {
+            Ok(k) => k,
+            Err(e) => {
+                warn!("member {} ({}): bad WireGuard public key: {e}", m.name, m.addr);
+                return;
+            }
+        };
+        let peer = Peer {
+            name: m.name.clone(),
+            overlay: meta.overlay_addr,
+            public_key,
+            endpoint: SocketAddr::new(m.addr.ip(), self.cfg.wireguard_port),
+            routed: Vec::new(),
+            keepalive: (self.cfg.persistent_keepalive > 0).then_some(self.cfg.persistent_keepalive),
+        };
+        match self.mesh.upsert(peer, self.overlay) {
+            Ok(changes) => {
+                if !changes.is_empty() {
+                    info!("member {} ({}) is in the mesh at {}", m.name, m.addr, meta.overlay_addr);
+                }
+                self.apply(changes);
+                self.state_dirty = true;
+            }
+            Err(refused) => error!(
+                "member {} ({}) advertises overlay {} which collides ({refused:?}); not added",
+                m.name, m.addr, meta.overlay_addr
+            ),
+        }
+    }
+
+    /// Apply mesh changes; failures are logged and the next event tries again.
+    fn apply(&mut self, changes: Changes) {
+        if !changes.wireguard.is_empty() {
+            if let Err(e) = self.wg.apply(&changes.wireguard) {
+                error!("configuring WireGuard peers on {}: {e}", self.cfg.interface);
+            }
+        }
+        for (net, len) in &changes.routes_del {
+            if let Err(e) = self.rtnl.del_route(self.link, *net, *len) {
+                warn!("removing route {net}/{len}: {e}");
+            }
+        }
+        for (net, len) in &changes.routes_add {
+            if let Err(e) = self.rtnl.add_route(self.link, *net, *len) {
+                error!("adding route {net}/{len} via {}: {e}", self.cfg.interface);
+            }
+        }
+        if changes.hosts {
+            self.write_hosts();
+        }
+    }
+
+    fn write_hosts(&self) {
+        if let Some(path) = &self.hosts_path {
+            if let Err(e) = hosts::update(path, &self.cfg.interface, &self.mesh.hosts_entries()) {
+                error!("updating {}: {e}", path.display());
+            }
+        }
+    }
+
+    fn save_state(&mut self) {
+        self.state_dirty = false;
+        let nodes = self
+            .membership
+            .members()
+            .filter(|m| m.name != self.name && m.state == membership::MemberState::Alive)
+            .map(|m| StoredNode {
+                name: m.name.clone(),
+                addr: m.addr.ip(),
+                meta: m.meta.clone(),
+            })
+            .collect();
+        let state = State {
+            cluster_key: Some(self.cluster_key),
+            nodes,
+        };
+        if let Err(e) = state::save(&self.state_path, &state) {
+            error!("{e}");
+        }
+    }
+
+    /// Leave no trace: our hosts lines, the link (with its routes and address), the state.
+    fn shutdown(&mut self) {
+        self.save_state();
+        if let Some(path) = &self.hosts_path {
+            if let Err(e) = hosts::update(path, &self.cfg.interface, &[]) {
+                error!("cleaning {}: {e}", path.display());
+            }
+        }
+        if let Err(e) = self.rtnl.delete_link(self.link) {
+            error!("deleting interface {}: {e}", self.cfg.interface);
+        }
+        info!("node {} stopped", self.name);
+    }
+}
+
+/// Put the overlay address (and only it) on the link, set the MTU and bring it up. Routes left
+/// by an earlier run are removed: the mesh adds what it needs as members appear.
+fn configure_link(rtnl: &mut Rtnl, link: u32, overlay: IpAddr, mtu: u32) -> Result<(), crate::netlink::Error> {
+    let want = (overlay, host_prefix(overlay));
+    for addr in rtnl.addresses(link)? {
+        if addr != want {
+            rtnl.del_address(link, addr.0, addr.1)?;
+        }
+    }
+    if !rtnl.addresses(link)?.contains(&want) {
+        rtnl.add_address(link, want.0, want.1)?;
+    }
+    for (net, len) in rtnl.routes(link)? {
+        if (net, len) != want {
+            rtnl.del_route(link, net, len)?;
+        }
+    }
+    rtnl.set_mtu_up(link, mtu)
+}
+
+/// The gossip bind address and the address advertised to others.
+fn bind_addresses(cfg: &Config, rtnl: &mut Rtnl) -> Result<(IpAddr, IpAddr), AgentError> {
+    if let Some(ip) = cfg.bind_addr {
+        return Ok((ip, ip));
+    }
+    if let Some(iface) = &cfg.bind_iface {
+        let ip = rtnl
+            .first_address_of(iface)
+            .map_err(|e| fail(format!("--bind-iface {iface}"), e))?;
+        return Ok((ip, ip));
+    }
+    rtnl.detect_bind_addr().map_err(|e| fail("detecting the bind address (set --bind-addr)", e))
+}
+
+fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(addr) = target.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    if let Ok(ip) = target.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, default_port)]);
+    }
+    // host or host:port; getaddrinfo blocks, but only at join attempts.
+    let with_port = if target.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        target.to_string()
+    } else {
+        format!("{target}:{default_port}")
+    };
+    Ok(with_port.to_socket_addrs()?.collect())
+}
+
+fn hostname() -> Result<String, AgentError> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_err(|e| fail("reading the hostname from /proc/sys/kernel/hostname (or pass --node-name)", e))?;
+    let name = raw.trim().to_string();
+    if name.is_empty() {
+        return Err(AgentError("the hostname is empty: pass --node-name".into()));
+    }
+    Ok(name)
+}
+
+fn random_seed() -> Result<u64, getrandom::Error> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_targets_take_the_cluster_port_by_default() {
+        assert_eq!(resolve_target("192.0.2.7", 7946).unwrap(), vec!["192.0.2.7:7946".parse().unwrap()]);
+        assert_eq!(resolve_target("192.0.2.7:8000", 7946).unwrap(), vec!["192.0.2.7:8000".parse().unwrap()]);
+        assert_eq!(resolve_target("[2001:db8::1]:8000", 7946).unwrap(), vec!["[2001:db8::1]:8000".parse().unwrap()]);
+        assert_eq!(resolve_target("2001:db8::1", 7946).unwrap(), vec!["[2001:db8::1]:7946".parse().unwrap()]);
+        assert_eq!(resolve_target("localhost:7000", 7946).unwrap()[0].port(), 7000);
+        assert!(resolve_target("localhost", 7946).unwrap().iter().all(|a| a.port() == 7946));
+    }
+}
