@@ -1,6 +1,8 @@
 //! wesher: a WireGuard mesh manager speaking hashicorp memberlist's wire protocol.
 
 pub mod base64;
+pub mod fsutil;
+pub mod hosts;
 pub mod membership;
 pub mod nodemeta;
 pub mod overlay;
