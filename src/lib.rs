@@ -6,3 +6,4 @@ pub mod hosts;
 pub mod membership;
 pub mod nodemeta;
 pub mod overlay;
+pub mod state;
