@@ -1,3 +1,5 @@
 //! wesher: a WireGuard mesh manager speaking hashicorp memberlist's wire protocol.
 
 pub mod membership;
+pub mod netlink;
+pub mod wireguard;
