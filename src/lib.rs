@@ -4,6 +4,8 @@ pub mod base64;
 pub mod fsutil;
 pub mod hosts;
 pub mod membership;
+pub mod netlink;
 pub mod nodemeta;
 pub mod overlay;
 pub mod state;
+pub mod wireguard;
