@@ -16,14 +16,14 @@ use mio::{Events, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::config::Config;
-use crate::hosts;
-use crate::membership::{self, Event, Member, Membership};
+use crate::config::{Bind, Config, GossipProfile, JoinAddr};
+use crate::hosts::{self, HostEntry};
+use crate::membership::{self, Event, Keyring, Member, MemberState, Membership, Timing};
 use crate::mesh::{host_prefix, Changes, Mesh, Peer};
-use crate::netlink::Rtnl;
+use crate::netlink::{self, Netlink};
 use crate::nodemeta::NodeMeta;
 use crate::overlay;
-use crate::state::{self, State, StoredNode};
+use crate::state::{self, KeySource, State, StoredNode};
 use crate::transport::{self, Transport};
 use crate::wireguard::{Backend, DeviceConfig, Key};
 
@@ -71,7 +71,7 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
 /// Where a join attempt stands.
 struct Joining {
     /// Addresses as configured (`--join`) or resumed from the state file.
-    targets: Vec<String>,
+    targets: Vec<JoinAddr>,
     backoff: Duration,
     next_attempt: Option<Instant>,
     /// Join results still expected from the current attempt, and whether one succeeded.
@@ -84,12 +84,11 @@ struct Agent {
     name: String,
     overlay: IpAddr,
     link: u32,
-    rtnl: Rtnl,
+    rtnl: Netlink,
     wg: Backend,
     membership: Membership,
     transport: Transport,
     mesh: Mesh,
-    state_path: PathBuf,
     cluster_key: [u8; 32],
     hosts_path: Option<PathBuf>,
     joining: Joining,
@@ -105,31 +104,39 @@ impl Agent {
             None => hostname()?,
         };
 
-        let state_path = state::path(&cfg.state_dir, &cfg.interface);
         let stored = if cfg.init {
             State::default()
         } else {
-            state::load(&cfg.state_dir, &cfg.interface).map_err(|e| AgentError(e.to_string()))?
+            match state::load(&cfg.state_dir, &cfg.interface).map_err(|e| AgentError(e.to_string()))? {
+                Some(loaded) => {
+                    for w in &loaded.warnings {
+                        warn!("{}: {w}", loaded.path.display());
+                    }
+                    loaded.state
+                }
+                None => State::default(),
+            }
         };
-        let (cluster_key, generated) = state::choose_key(cfg.cluster_key, &stored);
-        if generated && io::stdout().is_terminal() {
+        let (cluster_key, source) =
+            state::choose_key(cfg.cluster_key, stored.cluster_key).map_err(|e| AgentError(e.to_string()))?;
+        if source == KeySource::Generated && io::stdout().is_terminal() {
             // Printed, never logged: logs end up in places a secret should not.
-            let _ = writeln!(io::stdout(), "new cluster key generated: {}", state::encode_key(&cluster_key));
+            let _ = writeln!(io::stdout(), "new cluster key generated: {}", crate::base64::encode(&cluster_key));
         }
         let mut initial = stored.clone();
         initial.cluster_key = Some(cluster_key);
         // Written at once so a generated key survives a crash before the first member joins.
-        state::save(&state_path, &initial).map_err(|e| AgentError(e.to_string()))?;
+        state::save(&cfg.state_dir, &cfg.interface, &initial).map_err(|e| AgentError(e.to_string()))?;
 
-        let mut rtnl = Rtnl::open().map_err(|e| fail("opening rtnetlink", e))?;
+        let mut rtnl = Netlink::open().map_err(|e| fail("opening rtnetlink", e))?;
         let (bind_ip, advertise_ip) = bind_addresses(&cfg, &mut rtnl)?;
         let advertise = SocketAddr::new(
             cfg.advertise_addr.unwrap_or(advertise_ip),
             cfg.advertise_port.unwrap_or(cfg.cluster_port),
         );
 
-        let overlay = overlay::derive(&name, &cfg.overlay_net);
-        if overlay::is_reserved(overlay, &cfg.overlay_net) {
+        let overlay = overlay::derive(&cfg.overlay_net, &name);
+        if overlay::is_reserved(&cfg.overlay_net, overlay) {
             error!(
                 "overlay address {overlay} of node {name} is the network or broadcast address of {}; \
                  pick another node name or overlay network",
@@ -139,8 +146,9 @@ impl Agent {
 
         let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
         let link = rtnl
-            .ensure_wireguard_link(&cfg.interface)
-            .map_err(|e| AgentError(e.to_string()))?;
+            .create_wireguard(&cfg.interface)
+            .map_err(|e| AgentError(e.to_string()))?
+            .index;
         let mut agent_wg = Backend::open(&cfg.interface).map_err(|e| AgentError(e.to_string()))?;
         agent_wg
             .set_device(&DeviceConfig {
@@ -150,10 +158,15 @@ impl Agent {
             .map_err(|e| AgentError(e.to_string()))?;
         configure_link(&mut rtnl, link, overlay, cfg.mtu).map_err(|e| AgentError(e.to_string()))?;
 
-        let meta = NodeMeta::new(overlay, key.public().to_base64()).encode();
-        let timing = cfg.gossip_profile.timing();
+        let meta = NodeMeta::new(overlay, key.public_key().to_base64())
+            .encode()
+            .map_err(|e| fail("encoding our node metadata", e))?;
+        let timing = match cfg.gossip_profile {
+            GossipProfile::Wan => Timing::wan(),
+            GossipProfile::Lan => Timing::lan(),
+        };
         let seed = random_seed().map_err(|e| fail("seeding the random source", e))?;
-        let keyring = membership::Keyring::new(cluster_key);
+        let keyring = Keyring::new(cluster_key);
         let membership = Membership::new(
             membership::Config {
                 name: name.clone(),
@@ -169,11 +182,18 @@ impl Agent {
             .map_err(|e| fail(format!("binding the gossip port {bind_ip}:{}", cfg.cluster_port), e))?;
 
         let targets = if cfg.join.is_empty() {
-            stored.nodes.iter().map(|n| n.addr.to_string()).collect()
+            stored
+                .nodes
+                .iter()
+                .map(|n| JoinAddr {
+                    host: n.addr.to_string(),
+                    port: None,
+                })
+                .collect()
         } else {
             cfg.join.clone()
         };
-        let hosts_path = (!cfg.no_etc_hosts).then(|| PathBuf::from(hosts::ETC_HOSTS));
+        let hosts_path = (!cfg.no_etc_hosts).then(|| PathBuf::from(hosts::DEFAULT_PATH));
         info!(
             "node {name}: overlay {overlay}, gossip {advertise} (bound to {bind_ip}), interface {}",
             cfg.interface
@@ -188,7 +208,6 @@ impl Agent {
             membership,
             transport,
             mesh: Mesh::default(),
-            state_path,
             cluster_key,
             hosts_path,
             joining: Joining {
@@ -298,13 +317,13 @@ impl Agent {
         let alive: Vec<SocketAddr> = self
             .membership
             .members()
-            .filter(|m| m.state == membership::MemberState::Alive)
+            .filter(|m| m.state == MemberState::Alive)
             .map(|m| m.addr)
             .collect();
         let mut lost: Vec<SocketAddr> = self
             .membership
             .members()
-            .filter(|m| matches!(m.state, membership::MemberState::Dead | membership::MemberState::Left))
+            .filter(|m| matches!(m.state, MemberState::Dead | MemberState::Left))
             .map(|m| m.addr)
             .collect();
         lost.extend(self.resolve(&self.cfg.join));
@@ -322,11 +341,11 @@ impl Agent {
         self.joining.backoff = (self.joining.backoff * 3 / 2).min(JOIN_BACKOFF_MAX);
     }
 
-    /// Resolve `host[:port]` targets; the port defaults to our cluster port.
-    fn resolve(&self, targets: &[String]) -> Vec<SocketAddr> {
+    /// Resolve join targets; the port defaults to our cluster port.
+    fn resolve(&self, targets: &[JoinAddr]) -> Vec<SocketAddr> {
         let mut out = Vec::new();
         for target in targets {
-            match resolve_target(target, self.cfg.cluster_port) {
+            match resolve_target(&target.host, target.port_or(self.cfg.cluster_port)) {
                 Ok(addrs) => out.extend(addrs),
                 Err(e) => warn!("join target {target}: {e}"),
             }
@@ -378,7 +397,7 @@ impl Agent {
 
     fn member_up(&mut self, m: &Member) {
         let meta = match NodeMeta::decode(&m.meta) {
-            Ok(meta) => meta,
+            Ok((meta, _format)) => meta,
             Err(e) => {
                 // Go wesher's first alive carries no metadata; the update that follows does.
                 if m.meta.is_empty() {
@@ -443,8 +462,19 @@ impl Agent {
 
     fn write_hosts(&self) {
         if let Some(path) = &self.hosts_path {
-            if let Err(e) = hosts::update(path, &self.cfg.interface, &self.mesh.hosts_entries()) {
-                error!("updating {}: {e}", path.display());
+            let entries: Vec<HostEntry> = self
+                .mesh
+                .hosts_entries()
+                .into_iter()
+                .map(|(ip, name)| HostEntry { name, ip })
+                .collect();
+            match hosts::update(path, &self.cfg.interface, &entries) {
+                Ok(outcome) => {
+                    for name in outcome.skipped {
+                        warn!("member name {name:?} cannot be written to {}", path.display());
+                    }
+                }
+                Err(e) => error!("updating {}: {e}", path.display()),
             }
         }
     }
@@ -454,7 +484,7 @@ impl Agent {
         let nodes = self
             .membership
             .members()
-            .filter(|m| m.name != self.name && m.state == membership::MemberState::Alive)
+            .filter(|m| m.name != self.name && m.state == MemberState::Alive)
             .map(|m| StoredNode {
                 name: m.name.clone(),
                 addr: m.addr.ip(),
@@ -465,7 +495,7 @@ impl Agent {
             cluster_key: Some(self.cluster_key),
             nodes,
         };
-        if let Err(e) = state::save(&self.state_path, &state) {
+        if let Err(e) = state::save(&self.cfg.state_dir, &self.cfg.interface, &state) {
             error!("{e}");
         }
     }
@@ -474,7 +504,7 @@ impl Agent {
     fn shutdown(&mut self) {
         self.save_state();
         if let Some(path) = &self.hosts_path {
-            if let Err(e) = hosts::update(path, &self.cfg.interface, &[]) {
+            if let Err(e) = hosts::cleanup(path, &self.cfg.interface) {
                 error!("cleaning {}: {e}", path.display());
             }
         }
@@ -487,36 +517,42 @@ impl Agent {
 
 /// Put the overlay address (and only it) on the link, set the MTU and bring it up. Routes left
 /// by an earlier run are removed: the mesh adds what it needs as members appear.
-fn configure_link(rtnl: &mut Rtnl, link: u32, overlay: IpAddr, mtu: u32) -> Result<(), crate::netlink::Error> {
+fn configure_link(rtnl: &mut Netlink, link: u32, overlay: IpAddr, mtu: u32) -> Result<(), netlink::Error> {
     let want = (overlay, host_prefix(overlay));
-    for addr in rtnl.addresses(link)? {
-        if addr != want {
-            rtnl.del_address(link, addr.0, addr.1)?;
+    let mut present = false;
+    for a in rtnl.addresses(Some(link))? {
+        if (a.addr, a.prefix_len) == want {
+            present = true;
+        } else {
+            rtnl.del_address(link, a.addr, a.prefix_len)?;
         }
     }
-    if !rtnl.addresses(link)?.contains(&want) {
+    if !present {
         rtnl.add_address(link, want.0, want.1)?;
     }
-    for (net, len) in rtnl.routes(link)? {
-        if (net, len) != want {
-            rtnl.del_route(link, net, len)?;
+    for r in rtnl.routes(link)? {
+        if (r.dst, r.prefix_len) != want {
+            rtnl.del_route(link, r.dst, r.prefix_len)?;
         }
     }
     rtnl.set_mtu_up(link, mtu)
 }
 
 /// The gossip bind address and the address advertised to others.
-fn bind_addresses(cfg: &Config, rtnl: &mut Rtnl) -> Result<(IpAddr, IpAddr), AgentError> {
-    if let Some(ip) = cfg.bind_addr {
-        return Ok((ip, ip));
+fn bind_addresses(cfg: &Config, rtnl: &mut Netlink) -> Result<(IpAddr, IpAddr), AgentError> {
+    match &cfg.bind {
+        Bind::Addr(ip) => Ok((*ip, *ip)),
+        Bind::Iface(iface) => {
+            let ip = rtnl
+                .first_address(iface)
+                .map_err(|e| fail(format!("--bind-iface {iface}"), e))?;
+            Ok((ip, ip))
+        }
+        Bind::Auto => rtnl
+            .detect_bind()
+            .map(|b| (b.bind, b.advertise))
+            .map_err(|e| fail("detecting the bind address (set --bind-addr)", e)),
     }
-    if let Some(iface) = &cfg.bind_iface {
-        let ip = rtnl
-            .first_address_of(iface)
-            .map_err(|e| fail(format!("--bind-iface {iface}"), e))?;
-        return Ok((ip, ip));
-    }
-    rtnl.detect_bind_addr().map_err(|e| fail("detecting the bind address (set --bind-addr)", e))
 }
 
 fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>> {

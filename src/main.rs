@@ -6,14 +6,13 @@ use wesher::agent;
 use wesher::config::{self, Command};
 
 fn main() -> ExitCode {
-    let args = std::env::args_os().skip(1);
-    let command = match config::parse_from(args, |name| std::env::var_os(name)) {
+    let command = match config::parse_process() {
         Ok(c) => c,
         Err(e) => return fatal(&e),
     };
     match command {
-        Command::Help(text) => {
-            print!("{text}");
+        Command::Help => {
+            print!("{}", config::help_text());
             ExitCode::SUCCESS
         }
         Command::Version => {

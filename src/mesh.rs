@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     fn key(b: u8) -> Key {
-        Key::from_bytes([b; 32])
+        Key([b; 32])
     }
 
     fn peer(name: &str, overlay: &str, k: u8) -> Peer {
