@@ -351,16 +351,23 @@ mod tests {
         fs::write(&source, "127.0.0.1 localhost\n").unwrap();
         fs::write(&target, "placeholder\n").unwrap();
         let exe = std::env::current_exe().unwrap();
-        let status = std::process::Command::new("unshare")
+        let output = std::process::Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(r#"mount --bind "$1" "$2" && exec "$3" --exact hosts::tests::child_update_on_bind_mount --include-ignored --test-threads 1"#)
             .args(["sh".as_ref(), source.as_os_str(), target.as_os_str(), exe.as_os_str()])
             .env("WESHER_TEST_BIND_MOUNTED_HOSTS", &target)
-            .status();
-        match status {
+            .output();
+        match output {
             Err(e) => skip_or_fail(&format!("cannot run unshare: {e}")),
-            Ok(s) => {
-                assert!(s.success(), "child test failed: {s}");
+            Ok(out) => {
+                // The child's output is kept out of ours (its summary line would confuse readers).
+                assert!(
+                    out.status.success(),
+                    "child test failed: {}\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 // The child wrote through the bind mount into the source file.
                 assert_eq!(
                     fs::read_to_string(&source).unwrap(),
