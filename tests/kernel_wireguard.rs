@@ -60,7 +60,7 @@ fn wireguard_link(nl: &mut Netlink, ifname: &str) -> Option<u32> {
             let open = Backend::open(ifname)
                 .err()
                 .expect("no kernel WireGuard, no backend");
-            assert!(open.to_string().contains("no WireGuard module"), "{open}");
+            assert!(open.to_string().contains("no wireguard module"), "{open}");
             eprintln!("SKIPPED: {e}");
             None
         }
