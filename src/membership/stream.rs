@@ -8,7 +8,7 @@ use log::debug;
 
 use super::io::{Input, StreamId, Transmit};
 use super::message::{AckResp, ErrResp, Message, NodeState, PushNodeState, PushPull};
-use super::swim::Membership;
+use super::swim::{Membership, Node};
 use super::wire;
 use super::{Event, MemberState};
 
@@ -74,12 +74,25 @@ impl Membership {
         self.open_stream(to, Role::Ping { seq, ping }, deadline)
     }
 
-    /// Periodic anti-entropy with one random alive member.
+    /// Periodic anti-entropy with one random alive member. Better than Go: every other round
+    /// goes to a member that died within gossip_to_the_dead_time if there is one, so a healed
+    /// partition reconverges (Go only heals if gossip happens to cross in that window).
     pub(super) fn periodic_push_pull(&mut self, now: Instant) {
         let me = self.name.clone();
-        let picked = self.random_nodes(1, |n| {
-            n.member.name == me || n.member.state != MemberState::Alive
-        });
+        let dead_time = self.timing.gossip_to_the_dead_time;
+        let recently_dead = |n: &Node| {
+            n.member.state == MemberState::Dead
+                && now.saturating_duration_since(n.state_change) <= dead_time
+        };
+        let mut picked = Vec::new();
+        if self.rng.below(2) == 0 {
+            picked = self.random_nodes(1, |n| !recently_dead(n));
+        }
+        if picked.is_empty() {
+            picked = self.random_nodes(1, |n| {
+                n.member.name == me || n.member.state != MemberState::Alive
+            });
+        }
         if let Some(&i) = picked.first() {
             let addr = self.nodes[i].member.addr;
             debug!("memberlist: initiating push/pull sync with {addr}");
