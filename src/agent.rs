@@ -17,6 +17,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::config::{Bind, Config, GossipProfile, JoinAddr};
+use crate::control::{self, MemberStatus, Request, Status};
 use crate::hosts::{self, HostEntry};
 use crate::membership::{self, Event, Keyring, Member, MemberState, Membership, Timing};
 use crate::mesh::{host_prefix, Changes, Mesh, Peer};
@@ -28,6 +29,8 @@ use crate::transport::{self, Transport};
 use crate::wireguard::{Backend, DeviceConfig, Key};
 
 const SIGNALS: Token = Token(0);
+/// The control socket's listener; its connections take the tokens after it.
+const CONTROL: Token = Token(1);
 
 /// Go wesher's join backoff: 0.5 s, times 1.5, at most 60 s. Unlike Go we never give up.
 const JOIN_BACKOFF_START: Duration = Duration::from_millis(500);
@@ -57,7 +60,8 @@ fn fail(what: impl fmt::Display, err: impl fmt::Display) -> AgentError {
 pub fn run(cfg: Config) -> Result<(), AgentError> {
     let mut poll = Poll::new().map_err(|e| fail("creating the event loop", e))?;
     // Signals first, so a TERM during set-up or the join phase is not lost.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| fail("installing signal handlers", e))?;
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT]).map_err(|e| fail("installing signal handlers", e))?;
     poll.registry()
         .register(&mut signals, SIGNALS, mio::Interest::READABLE)
         .map_err(|e| fail("registering signal handlers", e))?;
@@ -83,6 +87,7 @@ struct Agent {
     cfg: Config,
     name: String,
     overlay: IpAddr,
+    public_key: Key,
     link: u32,
     rtnl: Netlink,
     wg: Backend,
@@ -95,6 +100,7 @@ struct Agent {
     next_rejoin: Instant,
     state_dirty: bool,
     leave_deadline: Option<Instant>,
+    control: Option<control::Server>,
 }
 
 impl Agent {
@@ -107,7 +113,9 @@ impl Agent {
         let stored = if cfg.init {
             State::default()
         } else {
-            match state::load(&cfg.state_dir, &cfg.interface).map_err(|e| AgentError(e.to_string()))? {
+            match state::load(&cfg.state_dir, &cfg.interface)
+                .map_err(|e| AgentError(e.to_string()))?
+            {
                 Some(loaded) => {
                     for w in &loaded.warnings {
                         warn!("{}: {w}", loaded.path.display());
@@ -118,15 +126,21 @@ impl Agent {
             }
         };
         let (cluster_key, source) =
-            state::choose_key(cfg.cluster_key, stored.cluster_key).map_err(|e| AgentError(e.to_string()))?;
+            state::choose_key(cfg.cluster_key, stored.cluster_key, cfg.init)
+                .map_err(|e| AgentError(e.to_string()))?;
         if source == KeySource::Generated && io::stdout().is_terminal() {
             // Printed, never logged: logs end up in places a secret should not.
-            let _ = writeln!(io::stdout(), "new cluster key generated: {}", crate::base64::encode(&cluster_key));
+            let _ = writeln!(
+                io::stdout(),
+                "new cluster key generated: {}",
+                crate::base64::encode(&cluster_key)
+            );
         }
         let mut initial = stored.clone();
         initial.cluster_key = Some(cluster_key);
         // Written at once so a generated key survives a crash before the first member joins.
-        state::save(&cfg.state_dir, &cfg.interface, &initial).map_err(|e| AgentError(e.to_string()))?;
+        state::save(&cfg.state_dir, &cfg.interface, &initial)
+            .map_err(|e| AgentError(e.to_string()))?;
 
         let mut rtnl = Netlink::open().map_err(|e| fail("opening rtnetlink", e))?;
         let (bind_ip, advertise_ip) = bind_addresses(&cfg, &mut rtnl)?;
@@ -178,8 +192,15 @@ impl Agent {
             Instant::now(),
             seed,
         );
-        let transport = Transport::bind(SocketAddr::new(bind_ip, cfg.cluster_port), poll.registry())
-            .map_err(|e| fail(format!("binding the gossip port {bind_ip}:{}", cfg.cluster_port), e))?;
+        let transport =
+            Transport::bind(poll.registry(), SocketAddr::new(bind_ip, cfg.cluster_port)).map_err(
+                |e| {
+                    fail(
+                        format!("binding the gossip port {bind_ip}:{}", cfg.cluster_port),
+                        e,
+                    )
+                },
+            )?;
 
         let targets = if cfg.join.is_empty() {
             stored
@@ -198,10 +219,23 @@ impl Agent {
             "node {name}: overlay {overlay}, gossip {advertise} (bound to {bind_ip}), interface {}",
             cfg.interface
         );
+        // Without the control socket the mesh still works; only `wesher status` and `wesher key` do not.
+        let socket = control::socket_path(&cfg.interface);
+        let control = match control::Server::bind(&socket, poll.registry(), CONTROL) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                warn!(
+                    "control socket {}: {e}; `wesher status` will not work",
+                    socket.display()
+                );
+                None
+            }
+        };
         let now = Instant::now();
         Ok(Agent {
             name,
             overlay,
+            public_key: key.public_key(),
             link,
             rtnl,
             wg: agent_wg,
@@ -220,6 +254,7 @@ impl Agent {
             next_rejoin: now + REJOIN_INTERVAL,
             state_dirty: false,
             leave_deadline: None,
+            control,
             cfg,
         })
     }
@@ -241,7 +276,9 @@ impl Agent {
                 }
             }
 
-            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(fail("waiting for events", e));
@@ -259,6 +296,8 @@ impl Agent {
                         self.membership.leave(now);
                         self.leave_deadline = Some(now + LEAVE_TIMEOUT);
                     }
+                } else if self.control.as_ref().is_some_and(|c| c.owns(event.token())) {
+                    self.on_control(poll.registry(), event.token());
                 } else {
                     self.transport.handle_event(event, &mut inputs);
                 }
@@ -267,6 +306,90 @@ impl Agent {
             for input in inputs.drain(..) {
                 self.membership.handle_input(now, input);
             }
+        }
+    }
+
+    fn on_control(&mut self, registry: &mio::Registry, token: Token) {
+        let Some(mut server) = self.control.take() else {
+            return;
+        };
+        for (conn, request) in server.handle_event(registry, token) {
+            let reply = request.and_then(|r| self.answer(r));
+            server.reply(registry, conn, reply);
+        }
+        self.control = Some(server);
+    }
+
+    fn answer(&mut self, request: Request) -> Result<String, String> {
+        match request {
+            Request::Status => Ok(miniserde::json::to_string(&self.status())),
+            Request::KeyInstall(k) => {
+                let key = crate::base64::decode_key(&k)?;
+                self.membership.keyring_mut().install(key);
+                self.state_dirty = true;
+                Ok("installed\n".into())
+            }
+            Request::KeyUse(k) => {
+                let key = crate::base64::decode_key(&k)?;
+                self.membership
+                    .keyring_mut()
+                    .use_key(&key)
+                    .map_err(|e| e.to_string())?;
+                self.state_dirty = true;
+                Ok("in use\n".into())
+            }
+            Request::KeyRemove(k) => {
+                let key = crate::base64::decode_key(&k)?;
+                self.membership
+                    .keyring_mut()
+                    .remove(&key)
+                    .map_err(|e| e.to_string())?;
+                self.state_dirty = true;
+                Ok("removed\n".into())
+            }
+        }
+    }
+
+    fn status(&mut self) -> Status {
+        let peers = match self.wg.peers() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("reading WireGuard peers for status: {e}");
+                Vec::new()
+            }
+        };
+        let now = std::time::SystemTime::now();
+        let mesh = &self.mesh;
+        let describe = |m: &Member| {
+            let peer = mesh.get(&m.name);
+            let wg = peer.and_then(|p| peers.iter().find(|s| s.public_key == p.public_key));
+            MemberStatus {
+                name: m.name.clone(),
+                overlay: peer.map_or_else(String::new, |p| p.overlay.to_string()),
+                underlay: m.addr.to_string(),
+                state: format!("{:?}", m.state).to_lowercase(),
+                public_key: peer.map_or_else(String::new, |p| p.public_key.to_base64()),
+                handshake_age_secs: wg
+                    .and_then(|s| s.last_handshake)
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map(|d| d.as_secs()),
+                rx_bytes: wg.map_or(0, |s| s.rx_bytes),
+                tx_bytes: wg.map_or(0, |s| s.tx_bytes),
+            }
+        };
+        let mut node = describe(self.membership.local());
+        node.overlay = self.overlay.to_string();
+        node.public_key = self.public_key.to_base64();
+        let members = self
+            .membership
+            .members()
+            .filter(|m| m.name != self.name)
+            .map(describe)
+            .collect();
+        Status {
+            interface: self.cfg.interface.clone(),
+            node,
+            members,
         }
     }
 
@@ -293,7 +416,10 @@ impl Agent {
             self.joining.next_attempt = None;
             let addrs = self.resolve(&self.joining.targets);
             if addrs.is_empty() {
-                warn!("join: none of {:?} resolved; retrying", self.joining.targets);
+                warn!(
+                    "join: none of {:?} resolved; retrying",
+                    self.joining.targets
+                );
                 self.schedule_join_retry(now);
             } else {
                 info!("joining {addrs:?}");
@@ -360,7 +486,10 @@ impl Agent {
             match event {
                 Event::Join(m) | Event::Update(m) => self.member_up(&m),
                 Event::Leave(m) => {
-                    info!("member {} ({}) left the mesh ({:?})", m.name, m.addr, m.state);
+                    info!(
+                        "member {} ({}) left the mesh ({:?})",
+                        m.name, m.addr, m.state
+                    );
                     let changes = self.mesh.remove(&m.name);
                     self.apply(changes);
                     self.state_dirty = true;
@@ -377,7 +506,9 @@ impl Agent {
                 self.joining.succeeded = true;
             }
             Err(e) if e.contains("decrypt") => {
-                warn!("join through {addr} failed: {e} (is the cluster key the same on both nodes?)")
+                warn!(
+                    "join through {addr} failed: {e} (is the cluster key the same on both nodes?)"
+                )
             }
             Err(e) => warn!("join through {addr} failed: {e}"),
         }
@@ -389,7 +520,10 @@ impl Agent {
             if self.joining.succeeded {
                 self.joining.backoff = JOIN_BACKOFF_START;
             } else {
-                warn!("could not join any of {:?}; retrying in {:?}", self.joining.targets, self.joining.backoff);
+                warn!(
+                    "could not join any of {:?}; retrying in {:?}",
+                    self.joining.targets, self.joining.backoff
+                );
                 self.schedule_join_retry(now);
             }
         }
@@ -411,7 +545,10 @@ impl Agent {
         let public_key = match Key::from_base64(&meta.pub_key) {
             Ok(k) => k,
             Err(e) => {
-                warn!("member {} ({}): bad WireGuard public key: {e}", m.name, m.addr);
+                warn!(
+                    "member {} ({}): bad WireGuard public key: {e}",
+                    m.name, m.addr
+                );
                 return;
             }
         };
@@ -426,7 +563,10 @@ impl Agent {
         match self.mesh.upsert(peer, self.overlay) {
             Ok(changes) => {
                 if !changes.is_empty() {
-                    info!("member {} ({}) is in the mesh at {}", m.name, m.addr, meta.overlay_addr);
+                    info!(
+                        "member {} ({}) is in the mesh at {}",
+                        m.name, m.addr, meta.overlay_addr
+                    );
                 }
                 self.apply(changes);
                 self.state_dirty = true;
@@ -471,7 +611,10 @@ impl Agent {
             match hosts::update(path, &self.cfg.interface, &entries) {
                 Ok(outcome) => {
                     for name in outcome.skipped {
-                        warn!("member name {name:?} cannot be written to {}", path.display());
+                        warn!(
+                            "member name {name:?} cannot be written to {}",
+                            path.display()
+                        );
                     }
                 }
                 Err(e) => error!("updating {}: {e}", path.display()),
@@ -517,7 +660,12 @@ impl Agent {
 
 /// Put the overlay address (and only it) on the link, set the MTU and bring it up. Routes left
 /// by an earlier run are removed: the mesh adds what it needs as members appear.
-fn configure_link(rtnl: &mut Netlink, link: u32, overlay: IpAddr, mtu: u32) -> Result<(), netlink::Error> {
+fn configure_link(
+    rtnl: &mut Netlink,
+    link: u32,
+    overlay: IpAddr,
+    mtu: u32,
+) -> Result<(), netlink::Error> {
     let want = (overlay, host_prefix(overlay));
     let mut present = false;
     for a in rtnl.addresses(Some(link))? {
@@ -563,7 +711,10 @@ fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>
         return Ok(vec![SocketAddr::new(ip, default_port)]);
     }
     // host or host:port; getaddrinfo blocks, but only at join attempts.
-    let with_port = if target.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if target
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         target.to_string()
     } else {
         format!("{target}:{default_port}")
@@ -572,8 +723,12 @@ fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>
 }
 
 fn hostname() -> Result<String, AgentError> {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(|e| fail("reading the hostname from /proc/sys/kernel/hostname (or pass --node-name)", e))?;
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| {
+        fail(
+            "reading the hostname from /proc/sys/kernel/hostname (or pass --node-name)",
+            e,
+        )
+    })?;
     let name = raw.trim().to_string();
     if name.is_empty() {
         return Err(AgentError("the hostname is empty: pass --node-name".into()));
@@ -593,11 +748,29 @@ mod tests {
 
     #[test]
     fn join_targets_take_the_cluster_port_by_default() {
-        assert_eq!(resolve_target("192.0.2.7", 7946).unwrap(), vec!["192.0.2.7:7946".parse().unwrap()]);
-        assert_eq!(resolve_target("192.0.2.7:8000", 7946).unwrap(), vec!["192.0.2.7:8000".parse().unwrap()]);
-        assert_eq!(resolve_target("[2001:db8::1]:8000", 7946).unwrap(), vec!["[2001:db8::1]:8000".parse().unwrap()]);
-        assert_eq!(resolve_target("2001:db8::1", 7946).unwrap(), vec!["[2001:db8::1]:7946".parse().unwrap()]);
-        assert_eq!(resolve_target("localhost:7000", 7946).unwrap()[0].port(), 7000);
-        assert!(resolve_target("localhost", 7946).unwrap().iter().all(|a| a.port() == 7946));
+        assert_eq!(
+            resolve_target("192.0.2.7", 7946).unwrap(),
+            vec!["192.0.2.7:7946".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve_target("192.0.2.7:8000", 7946).unwrap(),
+            vec!["192.0.2.7:8000".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve_target("[2001:db8::1]:8000", 7946).unwrap(),
+            vec!["[2001:db8::1]:8000".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve_target("2001:db8::1", 7946).unwrap(),
+            vec!["[2001:db8::1]:7946".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve_target("localhost:7000", 7946).unwrap()[0].port(),
+            7000
+        );
+        assert!(resolve_target("localhost", 7946)
+            .unwrap()
+            .iter()
+            .all(|a| a.port() == 7946));
     }
 }

@@ -174,7 +174,11 @@ impl Server {
     }
 
     /// Handle readiness; returns requests that are complete, to be answered with `reply`.
-    pub fn handle_event(&mut self, registry: &Registry, token: Token) -> Vec<(Token, Result<Request, String>)> {
+    pub fn handle_event(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+    ) -> Vec<(Token, Result<Request, String>)> {
         let mut requests = Vec::new();
         if token == self.token {
             self.accept(registry);
@@ -344,7 +348,10 @@ mod tests {
         let json = miniserde::json::to_string(&s);
         assert_eq!(miniserde::json::from_str::<Status>(&json).unwrap(), s);
         let table = s.render();
-        assert!(table.contains("node2") && table.contains("3s ago"), "{table}");
+        assert!(
+            table.contains("node2") && table.contains("3s ago"),
+            "{table}"
+        );
     }
 
     /// A real socket: the server answers a blocking client from a poll loop on another thread.
@@ -367,7 +374,8 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut answered = 0;
         while answered < 2 && Instant::now() < deadline {
-            poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
             for ev in events.iter() {
                 assert!(server.owns(ev.token()));
                 for (token, req) in server.handle_event(poll.registry(), ev.token()) {

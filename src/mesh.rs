@@ -196,8 +196,10 @@ mod tests {
         let mut mesh = Mesh::default();
         let c = mesh.upsert(peer("a", "10.0.0.2", 1), local()).unwrap();
         assert_eq!(c.wireguard.len(), 1);
-        assert!(matches!(&c.wireguard[0], PeerChange::Upsert(p) if p.public_key == key(1)
-            && p.allowed_ips == vec![("10.0.0.2".parse().unwrap(), 32)]));
+        assert!(
+            matches!(&c.wireguard[0], PeerChange::Upsert(p) if p.public_key == key(1)
+            && p.allowed_ips == vec![("10.0.0.2".parse().unwrap(), 32)])
+        );
         assert_eq!(c.routes_add, vec![("10.0.0.2".parse().unwrap(), 32)]);
         assert!(c.routes_del.is_empty());
         assert!(c.hosts);
