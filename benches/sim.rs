@@ -3,7 +3,7 @@
 //!
 //! For each timing profile, cluster size, packet loss and seed, one run:
 //! 1. n nodes join through node 0 without loss and converge (everyone sees everyone alive);
-//! 2. the loss is switched on and the cluster settles for one push-pull period's worth of time;
+//! 2. the loss is switched on and the cluster settles for one push-pull period (scaled with n);
 //! 3. steady state: UDP packets, messages, bytes and TCP (push-pull) bytes sent per node per
 //!    second over a window;
 //! 4. join: a new node joins through node 0; time until every other node has it alive;
@@ -13,7 +13,7 @@
 //! IP/UDP headers (add 28 bytes per packet for IPv4).
 //!
 //! `cargo bench --bench sim -- [--profiles wan,lan] [--sizes 10,100,500,1000] [--loss 0,0.05,0.2]
-//!  [--seeds 3] [--window SECS] [--quick]`
+//!  [--seeds 3] [--big-seeds 2] [--window SECS] [--quick]` (--big-seeds: seeds at >= 1000 nodes)
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -27,6 +27,8 @@ struct Options {
     sizes: Vec<usize>,
     losses: Vec<f64>,
     seeds: u64,
+    /// Seeds at 1000 nodes and more (each run takes minutes of wall time there).
+    big_seeds: u64,
     /// Steady-state window; None: one push-pull period at that size (memberlist scales it above
     /// 32 nodes), so that every node's push-pull falls in it once.
     window: Option<Duration>,
@@ -45,6 +47,7 @@ fn parse_args() -> Result<Options, String> {
         sizes: vec![10, 100, 500, 1000],
         losses: vec![0.0, 0.05, 0.2],
         seeds: 3,
+        big_seeds: 2,
         window: None,
     };
     let mut p = lexopt::Parser::from_env();
@@ -72,6 +75,9 @@ fn parse_args() -> Result<Options, String> {
             Long("loss") => o.losses = parse_list(&value(&mut p)?, "loss")?,
             Long("seeds") => {
                 o.seeds = value(&mut p)?.parse().map_err(|_| "bad --seeds")?;
+            }
+            Long("big-seeds") => {
+                o.big_seeds = value(&mut p)?.parse().map_err(|_| "bad --big-seeds")?;
             }
             Long("window") => {
                 let secs: u64 = value(&mut p)?.parse().map_err(|_| "bad --window")?;
@@ -160,8 +166,10 @@ fn one_run(timing: &Timing, n: usize, loss: f64, seed: u64, window: Duration) ->
         .run_until(Duration::from_secs(600), |s| all_alive(s, n))
         .map(|d| d + Duration::from_secs(((n - 2) / JOIN_BATCH + 1) as u64));
 
+    // Settle for one push-pull period: the alive broadcasts of the formation drain (at 1000
+    // nodes they take minutes) and every node has done a push-pull.
     sim.set_loss(loss);
-    sim.run_for(timing.push_pull_interval);
+    sim.run_for(timing.push_pull_period(n));
 
     let snapshot = |sim: &Sim| {
         (0..n).fold([0u64; 4], |mut acc, i| {
@@ -281,7 +289,12 @@ fn main() -> ExitCode {
         for &n in &o.sizes {
             let window = o.window.unwrap_or(timing.push_pull_period(n));
             for &loss in &o.losses {
-                let runs: Vec<Run> = (1..=o.seeds)
+                let seeds = if n >= 1000 {
+                    o.seeds.min(o.big_seeds.max(1))
+                } else {
+                    o.seeds
+                };
+                let runs: Vec<Run> = (1..=seeds)
                     .map(|seed| one_run(&timing, n, loss, seed, window))
                     .collect();
                 let f = |g: fn(&Run) -> f64, unit: &str, d: usize| {
