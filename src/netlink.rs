@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use neli::{
     attr::Attribute,
     consts::{
-        nl::{NlType, NlmF},
+        nl::{NlType, NlmF, Nlmsg},
         rtnl::{
             Arphrd, Ifa, IfaF, Iff, Ifla, IflaInfo, RtAddrFamily, RtScope, RtTable, Rta, RtaType,
             Rtm, Rtn, Rtprot,
@@ -98,7 +98,8 @@ impl Conn {
     }
 
     /// Sends one request and returns the payloads of its replies. Non-dump requests ask
-    /// for an ACK, so a failure always comes back as an error number.
+    /// for an ACK, so a failure always comes back as an error number. A dump that the
+    /// kernel marks inconsistent (the table changed meanwhile) is asked for again.
     pub(crate) fn request<T, P>(
         &mut self,
         what: &str,
@@ -106,6 +107,29 @@ impl Conn {
         flags: NlmF,
         payload: P,
     ) -> Result<Vec<P>, Error>
+    where
+        T: NlType + fmt::Debug,
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug + Clone,
+    {
+        for _ in 0..3 {
+            if let Some(replies) = self.exchange(what, ty, flags, payload.clone())? {
+                return Ok(replies);
+            }
+        }
+        Err(Error::new(
+            what,
+            "the kernel's table kept changing during the dump",
+        ))
+    }
+
+    /// One request; `None` when a dump came back marked interrupted.
+    fn exchange<T, P>(
+        &mut self,
+        what: &str,
+        ty: T,
+        flags: NlmF,
+        payload: P,
+    ) -> Result<Option<Vec<P>>, Error>
     where
         T: NlType + fmt::Debug,
         P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug,
@@ -129,6 +153,7 @@ impl Conn {
         self.sock.send(&msg).map_err(|e| fail(e.to_string()))?;
 
         let mut replies = Vec::new();
+        let mut interrupted = false;
         loop {
             let (messages, _) = self
                 .sock
@@ -139,6 +164,7 @@ impl Conn {
                 if *msg.nl_seq() != seq {
                     continue; // left over from an earlier request that failed midway
                 }
+                interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
                 match msg.nl_payload() {
                     NlPayload::Payload(bytes) => {
                         let parsed =
@@ -146,14 +172,16 @@ impl Conn {
                                 .map_err(|e| fail(format!("malformed reply: {e}")))?;
                         replies.push(parsed);
                     }
-                    NlPayload::Ack(_) => return Ok(replies),
-                    NlPayload::Err(e) => return Err(Error::errno(what, -*e.error())),
+                    NlPayload::Ack(_) => return Ok(Some(replies)),
+                    NlPayload::Err(e) => {
+                        return Err(Error::errno(what, e.error().saturating_neg()))
+                    }
                     NlPayload::DumpExtAck(done) if *done.error() != 0 => {
-                        return Err(Error::errno(what, -*done.error()))
+                        return Err(Error::errno(what, done.error().saturating_neg()))
                     }
                     NlPayload::DumpExtAck(_) | NlPayload::Empty => {
-                        if dump && *msg.nl_type() == u16::from(neli::consts::nl::Nlmsg::Done) {
-                            return Ok(replies);
+                        if dump && *msg.nl_type() == u16::from(Nlmsg::Done) {
+                            return Ok((!interrupted).then_some(replies));
                         }
                     }
                 }
