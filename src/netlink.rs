@@ -309,25 +309,17 @@ impl Netlink {
 
     pub fn delete_link(&mut self, index: u32) -> Result<(), Error> {
         let msg = ifinfo(index, Iff::empty(), Vec::new())?;
-        self.conn.request(
-            &format!("deleting link {index}"),
-            Rtm::Dellink,
-            NlmF::empty(),
-            msg,
-        )?;
-        Ok(())
+        self.on_link(index, Rtm::Dellink, NlmF::empty(), msg, None, |name| {
+            format!("deleting link {name}")
+        })
     }
 
     /// Sets the MTU and brings the link up.
     pub fn set_mtu_up(&mut self, index: u32, mtu: u32) -> Result<(), Error> {
         let msg = ifinfo(index, Iff::UP, vec![rtattr(Ifla::Mtu, mtu)?])?;
-        self.conn.request(
-            &format!("setting MTU {mtu} and up on link {index}"),
-            Rtm::Newlink,
-            NlmF::empty(),
-            msg,
-        )?;
-        Ok(())
+        self.on_link(index, Rtm::Newlink, NlmF::empty(), msg, None, |name| {
+            format!("setting MTU {mtu} and up on link {name}")
+        })
     }
 
     /// Every address, or those of one interface; IPv4 first, in kernel order.
@@ -345,21 +337,20 @@ impl Netlink {
 
     /// Adds (or refreshes) an address; adding one that is there already is fine.
     pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), Error> {
-        let what = format!("adding address {addr}/{prefix_len} to link {index}");
         let msg = address_msg(index, addr, prefix_len)?;
-        self.conn
-            .request(&what, Rtm::Newaddr, NlmF::CREATE | NlmF::REPLACE, msg)?;
-        Ok(())
+        let flags = NlmF::CREATE | NlmF::REPLACE;
+        self.on_link(index, Rtm::Newaddr, flags, msg, None, |name| {
+            format!("adding address {addr}/{prefix_len} to link {name}")
+        })
     }
 
     /// Removes an address; removing one that is not there is fine.
     pub fn del_address(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), Error> {
-        let what = format!("removing address {addr}/{prefix_len} from link {index}");
         let msg = address_msg(index, addr, prefix_len)?;
-        match self.conn.request(&what, Rtm::Deladdr, NlmF::empty(), msg) {
-            Err(e) if e.errno != Some(EADDRNOTAVAIL) => Err(e),
-            _ => Ok(()),
-        }
+        let absent = Some(EADDRNOTAVAIL);
+        self.on_link(index, Rtm::Deladdr, NlmF::empty(), msg, absent, |name| {
+            format!("removing address {addr}/{prefix_len} from link {name}")
+        })
     }
 
     /// Routes of the main table through the interface, except the ones the kernel
@@ -375,20 +366,53 @@ impl Netlink {
 
     /// Adds (or takes over) a link-scope route to `dst/prefix_len` through the interface.
     pub fn add_route(&mut self, index: u32, dst: IpAddr, prefix_len: u8) -> Result<(), Error> {
-        let what = format!("adding route {dst}/{prefix_len} to link {index}");
         let msg = route_msg(index, dst, prefix_len)?;
-        self.conn
-            .request(&what, Rtm::Newroute, NlmF::CREATE | NlmF::REPLACE, msg)?;
-        Ok(())
+        let flags = NlmF::CREATE | NlmF::REPLACE;
+        self.on_link(index, Rtm::Newroute, flags, msg, None, |name| {
+            format!("adding route {dst}/{prefix_len} to link {name}")
+        })
     }
 
     /// Removes a route; removing one that is not there is fine.
     pub fn del_route(&mut self, index: u32, dst: IpAddr, prefix_len: u8) -> Result<(), Error> {
-        let what = format!("removing route {dst}/{prefix_len} from link {index}");
         let msg = route_msg(index, dst, prefix_len)?;
-        match self.conn.request(&what, Rtm::Delroute, NlmF::empty(), msg) {
-            Err(e) if e.errno != Some(ESRCH) => Err(e),
-            _ => Ok(()),
+        self.on_link(
+            index,
+            Rtm::Delroute,
+            NlmF::empty(),
+            msg,
+            Some(ESRCH),
+            |name| format!("removing route {dst}/{prefix_len} from link {name}"),
+        )
+    }
+
+    /// A change to one link. Callers pass indexes but people read names, so a failure
+    /// looks the name up to say which link; `absent` is the error number that means
+    /// "already done".
+    fn on_link<P>(
+        &mut self,
+        index: u32,
+        ty: Rtm,
+        flags: NlmF,
+        msg: P,
+        absent: Option<i32>,
+        what: impl FnOnce(&str) -> String,
+    ) -> Result<(), Error>
+    where
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug + Clone,
+    {
+        match self.conn.request("", ty, flags, msg) {
+            Ok(_) => Ok(()),
+            Err(e) if absent.is_some() && e.errno == absent => Ok(()),
+            Err(e) => {
+                let lookup = ifinfo(index, Iff::empty(), Vec::new())?;
+                let name = match self.conn.request("", Rtm::Getlink, NlmF::empty(), lookup) {
+                    Ok(replies) => replies.iter().find_map(parse_link).map(|l| l.name),
+                    Err(_) => None,
+                };
+                let name = name.unwrap_or_else(|| format!("#{index}"));
+                Err(e.with_context(what(&name)))
+            }
         }
     }
 
