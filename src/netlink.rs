@@ -18,6 +18,7 @@ use neli::{
         },
         socket::NlFamily,
     },
+    err::SocketError,
     nl::{NlPayload, NlmsghdrBuilder},
     rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder},
     rtnl::{Rtmsg, RtmsgBuilder},
@@ -92,8 +93,16 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn open(family: NlFamily, what: &str) -> Result<Conn, Error> {
-        let sock = NlSocketHandle::connect(family, None, Groups::empty())
-            .map_err(|e| Error::new(format!("opening {what} netlink socket"), e.to_string()))?;
+        let sock = NlSocketHandle::connect(family, None, Groups::empty()).map_err(|e| {
+            let context = format!("opening {what} netlink socket");
+            match e {
+                SocketError::Io(io) => match io.raw_os_error() {
+                    Some(errno) => Error::errno(context, errno),
+                    None => Error::new(context, io.to_string()),
+                },
+                other => Error::new(context, other.to_string()),
+            }
+        })?;
         Ok(Conn { sock, seq: 0 })
     }
 
