@@ -222,6 +222,29 @@ fn five_percent_loss_causes_no_false_deaths() {
 }
 
 #[test]
+fn tcp_fallback_ping_keeps_a_udp_blocked_node_alive() {
+    let n = 8;
+    let mut sim = cluster(n, 13);
+    join_all(&mut sim, Duration::from_secs(60));
+    let who = 3;
+    sim.block_udp(who, true);
+    sim.run_for(Duration::from_secs(300));
+    for i in 0..n {
+        let deaths = sim
+            .events(i)
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Leave(_)))
+            .count();
+        assert_eq!(deaths, 0, "node {i} declared someone dead");
+    }
+    assert!(sim.converged());
+    // Its probes really went over TCP: it opened far more streams than push-pull alone needs.
+    let streams = sim.counters(who).streams_opened;
+    println!("UDP-blocked node opened {streams} streams in 300 s");
+    assert!(streams > 20);
+}
+
+#[test]
 fn metadata_update_reaches_everyone() {
     let n = 20;
     let mut sim = cluster(n, 8);

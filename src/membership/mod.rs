@@ -99,7 +99,7 @@ pub struct Stats {
     pub bytes_out: u64,
     pub streams_in: u64,
     pub streams_out: u64,
-    /// Received messages, by kind.
+    /// Messages decoded from packets and streams.
     pub messages_in: u64,
     /// Dropped input by reason: codec error kinds and protocol rule violations.
     pub drops: BTreeMap<&'static str, u64>,

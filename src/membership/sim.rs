@@ -103,6 +103,8 @@ struct SimNode {
     gen: u32,
     scheduled: Option<Instant>,
     group: u32,
+    /// UDP to and from this node is dropped (TCP still works).
+    udp_blocked: bool,
     next_incoming: u64,
     events: Vec<(Duration, Event)>,
     counters: NodeCounters,
@@ -160,6 +162,7 @@ impl Sim {
             gen: 0,
             scheduled: None,
             group: 0,
+            udp_blocked: false,
             next_incoming: 0,
             events: Vec::new(),
             counters: NodeCounters::default(),
@@ -248,6 +251,12 @@ impl Sim {
     /// Removes every partition.
     pub fn heal(&mut self) {
         self.partition(&[]);
+    }
+
+    /// Drops every datagram to or from node `i` while TCP keeps working (a misconfigured
+    /// firewall), or lifts that.
+    pub fn block_udp(&mut self, i: usize, blocked: bool) {
+        self.nodes[i].udp_blocked = blocked;
     }
 
     pub fn set_loss(&mut self, loss: f64) {
@@ -453,7 +462,8 @@ impl Sim {
                     return;
                 };
                 let lost = self.cfg.loss > 0.0 && self.rng.unit() < self.cfg.loss;
-                if lost || !self.reachable(i, j) {
+                let blocked = self.nodes[i].udp_blocked || self.nodes[j].udp_blocked;
+                if lost || blocked || !self.reachable(i, j) {
                     return;
                 }
                 let from = self.nodes[i].addr;

@@ -710,7 +710,7 @@ impl Membership {
     }
 
     fn local_alive(&mut self, meta: Vec<u8>) -> Alive {
-        self.incarnation += 1;
+        self.incarnation = self.incarnation.saturating_add(1);
         Alive {
             incarnation: self.incarnation,
             node: self.name.clone(),
@@ -725,9 +725,9 @@ impl Membership {
 
     /// Raises our incarnation above `accused` and gossips that we are alive.
     fn refute(&mut self, accused: u32) {
-        self.incarnation += 1;
+        self.incarnation = self.incarnation.saturating_add(1);
         if accused >= self.incarnation {
-            self.incarnation = accused + 1;
+            self.incarnation = accused.saturating_add(1);
         }
         let Some(&i) = self.index.get(&self.name) else {
             return;
