@@ -96,7 +96,6 @@ struct Agent {
     membership: Membership,
     transport: Transport,
     mesh: Mesh,
-    cluster_key: [u8; 32],
     hosts_path: Option<PathBuf>,
     joining: Joining,
     next_rejoin: Instant,
@@ -144,6 +143,7 @@ impl Agent {
         }
         let mut initial = stored.clone();
         initial.cluster_key = Some(cluster_key);
+        initial.extra_keys.retain(|k| *k != cluster_key);
         // Written at once so a generated key survives a crash before the first member joins.
         state::save(&cfg.state_dir, &cfg.interface, &initial)
             .map_err(|e| AgentError(e.to_string()))?;
@@ -191,7 +191,13 @@ impl Agent {
             GossipProfile::Lan => Timing::lan(),
         };
         let seed = random_seed().map_err(|e| fail("seeding the random source", e))?;
-        let keyring = Keyring::new(cluster_key);
+        // Keys installed by `wesher key install` survive restarts until removed.
+        let keyring = Keyring::from_keys(
+            std::iter::once(cluster_key)
+                .chain(initial.extra_keys.iter().copied())
+                .collect(),
+        )
+        .map_err(|e| fail("loading the cluster keyring", e))?;
         let membership = Membership::new(
             membership::Config {
                 name: name.clone(),
@@ -253,7 +259,6 @@ impl Agent {
             membership,
             transport,
             mesh: Mesh::default(),
-            cluster_key,
             hosts_path,
             joining: Joining {
                 next_attempt: (!targets.is_empty()).then_some(now),
@@ -711,8 +716,16 @@ impl Agent {
                 meta: m.meta.clone(),
             })
             .collect();
+        let keyring = self.membership.keyring_mut();
+        let primary = *keyring.primary();
         let state = State {
-            cluster_key: Some(self.cluster_key),
+            cluster_key: Some(primary),
+            extra_keys: keyring
+                .keys()
+                .iter()
+                .filter(|k| **k != primary)
+                .copied()
+                .collect(),
             nodes,
         };
         if let Err(e) = state::save(&self.cfg.state_dir, &self.cfg.interface, &state) {
