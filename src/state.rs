@@ -424,6 +424,7 @@ mod tests {
     fn render_round_trips_in_gos_shape() {
         let state = State {
             cluster_key: Some(key()),
+            extra_keys: Vec::new(),
             nodes: vec![StoredNode {
                 name: "node1".into(),
                 addr: "192.168.77.1".parse().unwrap(),
@@ -449,6 +450,7 @@ mod tests {
     fn names_with_quotes_survive() {
         let state = State {
             cluster_key: None,
+            extra_keys: Vec::new(),
             nodes: vec![StoredNode {
                 name: "we\"ird\\name\u{1}".into(),
                 addr: "10.0.0.1".parse().unwrap(),
@@ -519,6 +521,7 @@ mod tests {
 
         let other = State {
             cluster_key: Some([9; 32]),
+            extra_keys: Vec::new(),
             nodes: vec![],
         };
         save(dir.path(), "wg0", &other).unwrap();
@@ -555,6 +558,7 @@ mod tests {
         let state_dir = dir.path().join("nested").join("wesher");
         let state = State {
             cluster_key: Some(key()),
+            extra_keys: Vec::new(),
             nodes: vec![],
         };
         save(&state_dir, "wgoverlay", &state).unwrap();
