@@ -1,5 +1,6 @@
 //! memberlist-compatible gossip membership as a sans-IO state machine.
 
+mod codec;
 pub mod io;
 pub mod keyring;
 pub mod message;
