@@ -537,6 +537,27 @@ mod tests {
     }
 
     #[test]
+    fn labelled_stream_authenticates_the_label() {
+        let plain = compress(&encode_message(&every_message()[0]));
+        let len = (ENCRYPTION_OVERHEAD + plain.len()) as u32;
+        let mut header = vec![kind::ENCRYPT];
+        header.extend_from_slice(&len.to_be_bytes());
+        let mut aad = header.clone();
+        aad.extend_from_slice(b"lab");
+        let mut stream = vec![kind::HAS_LABEL, 3];
+        stream.extend_from_slice(b"lab");
+        stream.extend_from_slice(&header);
+        stream.extend_from_slice(&encrypt(ring().primary(), [3; 12], &plain, &aad));
+        assert_eq!(open_stream(&stream[..4], &ring()), Ok(None));
+        assert_eq!(
+            open_stream(&stream, &ring()),
+            Ok(Some((every_message()[0].clone(), stream.len())))
+        );
+        stream[2] = b'X';
+        assert_eq!(open_stream(&stream, &ring()), Err(WireError::Decrypt));
+    }
+
+    #[test]
     fn stream_errors_have_kinds() {
         let kind_of = |b: &[u8]| open_stream(b, &ring()).map_err(|e| e.kind());
         assert_eq!(kind_of(b"\x06\x83"), Err("unencrypted"));
