@@ -336,9 +336,11 @@ fn unframe(
 }
 
 /// Frames one encoded message for a TCP stream: LZW-compressed (always, as Go does), then
-/// `0a | u32 BE length | encrypted payload` with the first five bytes as AAD.
+/// `0a | u32 BE length | encrypted payload` with the first five bytes as AAD. Receivers refuse
+/// frames above [`MAX_PUSH_STATE_BYTES`], so callers keep messages below that.
 pub fn seal_stream(msg: &[u8], keyring: &Keyring, nonces: &mut Nonces) -> Vec<u8> {
     let plain = compress(msg);
+    debug_assert!(ENCRYPTION_OVERHEAD + plain.len() <= MAX_PUSH_STATE_BYTES);
     let len = (ENCRYPTION_OVERHEAD + plain.len()) as u32;
     let mut header = [0u8; STREAM_HEADER];
     header[0] = kind::ENCRYPT;
