@@ -15,6 +15,7 @@
 //! machine until `leave_done()` so the announcement actually goes out.
 
 mod broadcast;
+mod codec;
 pub mod io;
 pub mod keyring;
 pub mod message;
