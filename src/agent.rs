@@ -352,7 +352,10 @@ impl Agent {
             Request::KeyUse(_) => keyring.use_key(&key).map_err(|e| e.to_string())?,
             _ => keyring.remove(&key).map_err(|e| e.to_string())?,
         }
-        info!("cluster key {done} (the keyring holds {} keys)", keyring.keys().len());
+        info!(
+            "cluster key {done} (the keyring holds {} keys)",
+            keyring.keys().len()
+        );
         self.state_dirty = true;
         Ok(format!("{done}\n"))
     }
