@@ -11,6 +11,7 @@ out="$target_dir/gopeer"
 gocode=/usr/share/gocode
 
 if [ -x "$out" ] && [ "$out" -nt "$src" ]; then
+    echo "$out"
     exit 0
 fi
 if ! command -v go >/dev/null 2>&1; then
@@ -31,5 +32,6 @@ mkdir -p "$work/cache"
 cd "$work/src/gopeer"
 GO111MODULE=off GOPATH="$work:$gocode" GOPROXY=off GOFLAGS= \
     GOCACHE="${GOCACHE:-$work/cache}" \
-    go build -o "$out.tmp" . 
+    go build -o "$out.tmp" . >&2
 mv "$out.tmp" "$out"
+echo "$out"

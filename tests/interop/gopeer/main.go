@@ -43,14 +43,14 @@ func emit(v map[string]interface{}) {
 	}
 }
 
-// describe turns a node into the JSON fields of an event, decoding its gob metadata.
+// describe turns a node into the JSON fields of an event, decoding its gob metadata. Node.State
+// is not reported: memberlist 0.2.2 keeps the real state in nodeState, so in events it is stale.
 func describe(event string, n *memberlist.Node) map[string]interface{} {
 	v := map[string]interface{}{
 		"event":        event,
 		"name":         n.Name,
 		"addr":         n.Addr.String(),
 		"port":         n.Port,
-		"state":        int(n.State),
 		"meta_overlay": "",
 		"meta_pubkey":  "",
 	}
