@@ -487,7 +487,7 @@ impl Stream {
 fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     let mut last_err = None;
     for _ in 0..BIND_ATTEMPTS {
-        let listener = TcpListener::bind(addr)?;
+        let listener = TcpListener::bind(addr).map_err(|err| context(err, "TCP", addr))?;
         let mut udp_addr = addr;
         udp_addr.set_port(listener.local_addr()?.port());
         match UdpSocket::bind(udp_addr) {
@@ -495,10 +495,15 @@ fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
             Err(err) if addr.port() == 0 && err.kind() == io::ErrorKind::AddrInUse => {
                 last_err = Some(err);
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(context(err, "UDP", udp_addr)),
         }
     }
-    Err(last_err.unwrap_or_else(|| io::ErrorKind::AddrInUse.into()))
+    let err = last_err.unwrap_or_else(|| io::ErrorKind::AddrInUse.into());
+    Err(context(err, "UDP", addr))
+}
+
+fn context(err: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
+    io::Error::new(err.kind(), format!("binding {proto} {addr}: {err}"))
 }
 
 #[cfg(test)]
@@ -597,6 +602,17 @@ mod tests {
             "TCP port not taken"
         );
         assert!(UdpSocket::bind(node.addr()).is_err(), "UDP port not taken");
+    }
+
+    #[test]
+    fn bind_error_names_the_address() {
+        let node = Node::bind(V4).expect("bind");
+        let err = Node::bind(node.addr().ip())
+            .and_then(|_| Transport::bind(node.poll.registry(), node.addr()))
+            .err()
+            .expect("second bind on a taken port");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&node.addr().to_string()), "{err}");
     }
 
     #[test]
