@@ -133,8 +133,21 @@ impl GoPeer {
         profile: Profile,
         meta: Option<&NodeMeta>,
     ) -> GoPeer {
+        GoPeer::start_on(bin, name, key, profile, meta, 0)
+    }
+
+    /// Starts on a given port (0: a free one).
+    fn start_on(
+        bin: &Path,
+        name: &str,
+        key: &[u8; 32],
+        profile: Profile,
+        meta: Option<&NodeMeta>,
+        port: u16,
+    ) -> GoPeer {
         let mut cmd = Command::new(bin);
-        cmd.args(["-name", name, "-bind", "127.0.0.1", "-port", "0"])
+        cmd.args(["-name", name, "-bind", "127.0.0.1"])
+            .args(["-port", &port.to_string()])
             .args(["-key", &base64::encode(key)])
             .args(["-profile", profile.go_flag()])
             .stdin(Stdio::piped())
@@ -308,9 +321,20 @@ struct RustNode {
 
 impl RustNode {
     fn start(name: &str, key: [u8; 32], profile: Profile, meta: &NodeMeta) -> RustNode {
+        RustNode::start_on(name, key, profile, meta, 0)
+    }
+
+    /// Starts on a given port (0: a free one).
+    fn start_on(
+        name: &str,
+        key: [u8; 32],
+        profile: Profile,
+        meta: &NodeMeta,
+        port: u16,
+    ) -> RustNode {
         let poll = Poll::new().expect("mio poll");
         let transport =
-            Transport::bind(poll.registry(), SocketAddr::new(LOCALHOST, 0)).expect("bind");
+            Transport::bind(poll.registry(), SocketAddr::new(LOCALHOST, port)).expect("bind");
         let config = Config {
             name: name.to_string(),
             advertise: transport.local_addr(),
@@ -629,7 +653,7 @@ fn graceful_leave_of_go_is_seen_by_rust() {
 }
 
 #[test]
-fn crashed_go_peer_is_declared_dead() {
+fn crashed_go_peer_is_declared_dead_and_rejoins_after_restart() {
     let Some(bin) = gopeer() else { return };
     let mut go = GoPeer::start(
         &bin,
@@ -656,10 +680,37 @@ fn crashed_go_peer_is_declared_dead() {
         !rust.left("go-1", MemberState::Left),
         "a crash is not a leave"
     );
+
+    // Restarted on the same port (wesher after kill -9): it refutes the death we tell it about.
+    let port = go.addr.port();
+    drop(go);
+    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, None, port);
+    go.command(&format!("join {}", rust.addr()));
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut go],
+        "the restarted peer",
+        |r, _| {
+            r[0].seen
+                .iter()
+                .filter(|e| matches!(e, Event::Join(m) if m.name == "go-1"))
+                .count()
+                == 2
+        },
+    );
+    let member = rust
+        .membership
+        .member("go-1")
+        .expect("Go in our member list");
+    assert_eq!(member.state, MemberState::Alive);
+    assert!(
+        member.incarnation > 1,
+        "came back by refuting, not as incarnation 1"
+    );
 }
 
 #[test]
-fn silent_rust_node_is_declared_dead_by_go() {
+fn silent_rust_node_is_declared_dead_by_go_and_rejoins_after_restart() {
     let Some(bin) = gopeer() else { return };
     let mut go = GoPeer::start(
         &bin,
@@ -668,22 +719,30 @@ fn silent_rust_node_is_declared_dead_by_go() {
         Profile::Fast,
         Some(&meta([10, 7, 6, 1], &pubkey(15))),
     );
-    let mut rust = RustNode::start(
-        "rust-1",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 6, 2], &pubkey(16)),
-    );
+    let rust_meta = meta([10, 7, 6, 2], &pubkey(16));
+    let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
     rust.join(go.addr);
     run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
         r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
     });
     // Gone without a word: the sockets close, nothing is announced.
+    let port = rust.addr().port();
     drop(rust);
     run_until(&mut [], &mut [&mut go], "our silence detected", |_, g| {
         g[0].event("leave", "rust-1").is_some()
     });
     assert!(go.failed("rust-1"), "declared failed, not left");
+
+    // Restarted on the same port: we refute the death Go tells us about and are back.
+    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, port);
+    rust.join(go.addr);
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut go],
+        "our restart at Go",
+        |r, g| r[0].joined("go-1") && g[0].events("join", "rust-1").count() == 2,
+    );
+    assert!(rust.membership.local().incarnation > 1, "refuted the death");
 }
 
 #[test]
@@ -792,6 +851,99 @@ fn rust_nodes_find_each_other_through_go() {
     );
     assert!(a.saw_meta("rust-b", false, &b_meta));
     assert!(b.saw_meta("rust-a", false, &a_meta));
+}
+
+/// wesher's restart (its end-to-end scenario 3): the node leaves, comes back under the same name
+/// and port with a new WireGuard key, and rejoins. Its fresh incarnation is lower than the one
+/// we hold; it gets back in by refuting the "left" state we push to it.
+#[test]
+fn go_peer_restarted_on_the_same_port_is_seen_again() {
+    let Some(bin) = gopeer() else { return };
+    let mut rust = RustNode::start(
+        "rust-1",
+        KEY,
+        Profile::Fast,
+        &meta([10, 7, 11, 2], &pubkey(28)),
+    );
+    let mut go = GoPeer::start(
+        &bin,
+        "go-1",
+        &KEY,
+        Profile::Fast,
+        Some(&meta([10, 7, 11, 1], &pubkey(27))),
+    );
+    go.command(&format!("join {}", rust.addr()));
+    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, _| {
+        r[0].joined("go-1")
+    });
+    go.command("leave");
+    run_until(&mut [&mut rust], &mut [&mut go], "leave", |r, g| {
+        r[0].left("go-1", MemberState::Left) && g[0].result("left").is_some()
+    });
+    let port = go.addr.port();
+    drop(go);
+
+    let new_meta = meta([10, 7, 11, 1], &pubkey(29));
+    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, Some(&new_meta), port);
+    go.command(&format!("join {}", rust.addr()));
+    run_until(&mut [&mut rust], &mut [&mut go], "rejoin", |r, g| {
+        let joins = r[0]
+            .seen
+            .iter()
+            .filter(|e| matches!(e, Event::Join(m) if m.name == "go-1"));
+        joins.count() == 2 && g[0].event("join", "rust-1").is_some()
+    });
+    let member = rust
+        .membership
+        .member("go-1")
+        .expect("Go in our member list");
+    assert_eq!(member.state, MemberState::Alive);
+    assert_eq!(NodeMeta::decode(&member.meta).map(|(m, _)| m), Ok(new_meta));
+}
+
+#[test]
+fn rust_node_restarted_on_the_same_port_is_seen_again() {
+    let Some(bin) = gopeer() else { return };
+    let mut go = GoPeer::start(
+        &bin,
+        "go-1",
+        &KEY,
+        Profile::Fast,
+        Some(&meta([10, 7, 12, 1], &pubkey(30))),
+    );
+    let mut rust = RustNode::start(
+        "rust-1",
+        KEY,
+        Profile::Fast,
+        &meta([10, 7, 12, 2], &pubkey(31)),
+    );
+    rust.join(go.addr);
+    run_until(&mut [&mut rust], &mut [&mut go], "join", |_, g| {
+        g[0].event("join", "rust-1").is_some()
+    });
+    rust.leave();
+    run_until(&mut [&mut rust], &mut [&mut go], "leave", |r, g| {
+        r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some()
+    });
+    let port = rust.addr().port();
+    drop(rust);
+
+    let new_meta = meta([10, 7, 12, 2], &pubkey(32));
+    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &new_meta, port);
+    rust.join(go.addr);
+    run_until(&mut [&mut rust], &mut [&mut go], "rejoin", |r, g| {
+        r[0].joined("go-1") && g[0].events("join", "rust-1").count() == 2
+    });
+    // Go saw us come back with the new key, whether through the join or a later update.
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut go],
+        "new metadata at Go",
+        |_, g| {
+            g[0].saw_meta("join", "rust-1", &new_meta)
+                || g[0].saw_meta("update", "rust-1", &new_meta)
+        },
+    );
 }
 
 /// wesher's real settings on both sides. Like wesher, the Go node starts without metadata and
