@@ -853,6 +853,99 @@ fn rust_nodes_find_each_other_through_go() {
     assert!(b.saw_meta("rust-a", false, &a_meta));
 }
 
+#[test]
+fn go_peers_find_each_other_through_rust() {
+    let Some(bin) = gopeer() else { return };
+    let a_meta = meta([10, 7, 13, 2], &pubkey(34));
+    let b_meta = meta([10, 7, 13, 3], &pubkey(35));
+    let mut rust = RustNode::start(
+        "rust-1",
+        KEY,
+        Profile::Fast,
+        &meta([10, 7, 13, 1], &pubkey(33)),
+    );
+    let mut a = GoPeer::start(&bin, "go-a", &KEY, Profile::Fast, Some(&a_meta));
+    let mut b = GoPeer::start(&bin, "go-b", &KEY, Profile::Fast, Some(&b_meta));
+    a.command(&format!("join {}", rust.addr()));
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut a, &mut b],
+        "a joined",
+        |r, _| r[0].joined("go-a"),
+    );
+    b.command(&format!("join {}", rust.addr()));
+    // b hears of a in our push-pull answer; a hears of b from our gossip.
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut a, &mut b],
+        "a and b meet",
+        |_, g| g[0].saw_meta("join", "go-b", &b_meta) && g[1].saw_meta("join", "go-a", &a_meta),
+    );
+}
+
+/// Two Go and two Rust nodes, each joining a different member; one Go node crashes and every
+/// survivor, Go and Rust, declares it failed.
+#[test]
+fn mixed_cluster_converges_and_detects_a_crash() {
+    let Some(bin) = gopeer() else { return };
+    let mut g1 = GoPeer::start(
+        &bin,
+        "go-1",
+        &KEY,
+        Profile::Fast,
+        Some(&meta([10, 7, 14, 1], &pubkey(36))),
+    );
+    let mut g2 = GoPeer::start(
+        &bin,
+        "go-2",
+        &KEY,
+        Profile::Fast,
+        Some(&meta([10, 7, 14, 2], &pubkey(37))),
+    );
+    let mut r1 = RustNode::start(
+        "rust-1",
+        KEY,
+        Profile::Fast,
+        &meta([10, 7, 14, 3], &pubkey(38)),
+    );
+    let mut r2 = RustNode::start(
+        "rust-2",
+        KEY,
+        Profile::Fast,
+        &meta([10, 7, 14, 4], &pubkey(39)),
+    );
+    r1.join(g1.addr);
+    g2.command(&format!("join {}", r1.addr()));
+    r2.join(g2.addr);
+    let names = ["go-1", "go-2", "rust-1", "rust-2"];
+    run_until(
+        &mut [&mut r1, &mut r2],
+        &mut [&mut g1, &mut g2],
+        "everyone sees everyone",
+        |r, g| {
+            let rust_ok = r
+                .iter()
+                .all(|n| names.iter().all(|&x| x == n.name || n.joined(x)));
+            let go_ok = g.iter().all(|p| {
+                names
+                    .iter()
+                    .all(|&x| x == p.name || p.event("join", x).is_some())
+            });
+            rust_ok && go_ok
+        },
+    );
+    g2.kill();
+    run_until(
+        &mut [&mut r1, &mut r2],
+        &mut [&mut g1],
+        "the crash seen by all",
+        |r, g| {
+            r.iter().all(|n| n.left("go-2", MemberState::Dead))
+                && g[0].event("leave", "go-2").is_some()
+        },
+    );
+}
+
 /// wesher's restart (its end-to-end scenario 3): the node leaves, comes back under the same name
 /// and port with a new WireGuard key, and rejoins. Its fresh incarnation is lower than the one
 /// we hold; it gets back in by refuting the "left" state we push to it.
