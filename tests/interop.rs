@@ -261,6 +261,22 @@ impl GoPeer {
             .find(|o| text(o, "event") == Some(kind))
     }
 
+    /// Runs a command answered by one `kind` result line and checks that it succeeded.
+    fn command_ok(&mut self, line: &str, kind: &str) {
+        let before = self.results(kind);
+        self.command(line);
+        let peer = self.wait_for(line, |p| p.results(kind) > before);
+        let result = peer.result(kind).expect("result line");
+        assert_eq!(text(result, "error"), Some(""), "{line}");
+    }
+
+    fn results(&self, kind: &str) -> usize {
+        self.seen
+            .iter()
+            .filter(|o| text(o, "event") == Some(kind))
+            .count()
+    }
+
     /// Whether Go reported node `name` with exactly this metadata (decoded by Go's gob).
     fn saw_meta(&self, kind: &str, name: &str, meta: &NodeMeta) -> bool {
         let overlay = meta.overlay_addr.to_string();
@@ -944,6 +960,100 @@ fn mixed_cluster_converges_and_detects_a_crash() {
                 && g[0].event("leave", "go-2").is_some()
         },
     );
+}
+
+/// A key rotation across both implementations, as an operator does it: install the new key
+/// everywhere, make it primary node by node (the two sides meanwhile encrypt with different
+/// keys), then remove the old one. The cluster stays whole, and afterwards only the new key gets in.
+#[test]
+fn key_rotation_across_go_and_rust() {
+    let Some(bin) = gopeer() else { return };
+    const NEW_KEY: [u8; 32] = *b"the rotated interop cluster key!";
+    let mut go = GoPeer::start(
+        &bin,
+        "go-1",
+        &KEY,
+        Profile::Fast,
+        Some(&meta([10, 7, 15, 1], &pubkey(40))),
+    );
+    let mut rust = RustNode::start(
+        "rust-1",
+        KEY,
+        Profile::Fast,
+        &meta([10, 7, 15, 2], &pubkey(41)),
+    );
+    rust.join(go.addr);
+    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+    });
+
+    let new_b64 = base64::encode(&NEW_KEY);
+    go.command_ok(&format!("add-key {new_b64}"), "key_result");
+    rust.membership.keyring_mut().install(NEW_KEY);
+    rust.membership
+        .keyring_mut()
+        .use_key(&NEW_KEY)
+        .expect("use the new key");
+    // We now encrypt with the new key, Go still with the old one: both directions must work.
+    let rust_meta = meta([10, 7, 15, 22], &pubkey(42));
+    rust.set_meta(&rust_meta);
+    let go_meta = meta([10, 7, 15, 11], &pubkey(43));
+    go.command(&format!(
+        "meta {} {}",
+        go_meta.overlay_addr, go_meta.pub_key
+    ));
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut go],
+        "updates under mixed primaries",
+        |r, g| {
+            r[0].saw_meta("go-1", true, &go_meta) && g[0].saw_meta("update", "rust-1", &rust_meta)
+        },
+    );
+
+    go.command_ok(&format!("use-key {new_b64}"), "key_result");
+    go.command_ok(
+        &format!("remove-key {}", base64::encode(&KEY)),
+        "key_result",
+    );
+    rust.membership
+        .keyring_mut()
+        .remove(&KEY)
+        .expect("remove the old key");
+    // Long enough for several probe rounds under the new key alone.
+    run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(2));
+    assert!(!go.failed("rust-1") && go.event("leave", "rust-1").is_none());
+    assert!(!rust.seen.iter().any(|e| matches!(e, Event::Leave(_))));
+
+    let mut newcomer = RustNode::start(
+        "rust-new",
+        NEW_KEY,
+        Profile::Fast,
+        &meta([10, 7, 15, 3], &pubkey(44)),
+    );
+    let mut stale = RustNode::start(
+        "rust-old",
+        KEY,
+        Profile::Fast,
+        &meta([10, 7, 15, 4], &pubkey(45)),
+    );
+    newcomer.join(go.addr);
+    stale.join(go.addr);
+    run_until(
+        &mut [&mut rust, &mut newcomer, &mut stale],
+        &mut [&mut go],
+        "the newcomers",
+        |r, g| {
+            r[1].joined("rust-1")
+                && r[2].join_result().is_some()
+                && g[0].event("join", "rust-new").is_some()
+        },
+    );
+    assert!(
+        matches!(stale.join_result(), Some(Err(_))),
+        "the old key still got in"
+    );
+    assert!(go.event("join", "rust-old").is_none());
 }
 
 /// wesher's restart (its end-to-end scenario 3): the node leaves, comes back under the same name

@@ -2,7 +2,8 @@
 // line on stdin and reporting every membership event as one JSON line on stdout. It is the
 // independent peer the Rust interop tests talk to; memberlist's own log goes to stderr.
 //
-// Commands: "join ADDR:PORT", "meta OVERLAYIP PUBKEY", "leave", "members".
+// Commands: "join ADDR:PORT", "meta OVERLAYIP PUBKEY", "leave", "members", and for key rotation
+// "add-key KEY", "use-key KEY", "remove-key KEY" (KEY in base64).
 package main
 
 import (
@@ -107,6 +108,21 @@ func (d *delegate) set(overlay, pubkey string) error {
 	return nil
 }
 
+func keyCommand(keyring *memberlist.Keyring, command, b64 string) error {
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return err
+	}
+	switch command {
+	case "add-key":
+		return keyring.AddKey(key)
+	case "use-key":
+		return keyring.UseKey(key)
+	default:
+		return keyring.RemoveKey(key)
+	}
+}
+
 func main() {
 	name := flag.String("name", "gopeer", "node name")
 	bind := flag.String("bind", "127.0.0.1", "bind address")
@@ -178,6 +194,13 @@ func main() {
 	conf.Events = events{}
 	conf.LogOutput = os.Stderr
 
+	// Our own keyring, so that key commands can reach it; SecretKey becomes its primary.
+	keyring, err := memberlist.NewKeyring(nil, secret)
+	if err != nil {
+		log.Fatalf("gopeer: keyring: %v", err)
+	}
+	conf.Keyring = keyring
+
 	list, err := memberlist.Create(conf)
 	if err != nil {
 		log.Fatalf("gopeer: create: %v", err)
@@ -203,6 +226,12 @@ func main() {
 			if err := d.set(fields[1], fields[2]); err != nil {
 				v["error"] = err.Error()
 			} else if err := list.UpdateNode(10 * time.Second); err != nil {
+				v["error"] = err.Error()
+			}
+			emit(v)
+		case (fields[0] == "add-key" || fields[0] == "use-key" || fields[0] == "remove-key") && len(fields) == 2:
+			v := map[string]interface{}{"event": "key_result", "error": ""}
+			if err := keyCommand(keyring, fields[0], fields[1]); err != nil {
 				v["error"] = err.Error()
 			}
 			emit(v)
