@@ -209,7 +209,11 @@ impl GoPeer {
 
     fn record(&mut self, line: GoLine) {
         match line {
-            GoLine::Json(obj) => self.seen.push(obj),
+            GoLine::Json(obj) => {
+                // Shown with a failing test's output.
+                eprintln!("[{}] {}", self.name, json::to_string(&obj));
+                self.seen.push(obj);
+            }
             GoLine::Log(text) => {
                 eprintln!("[{}] {text}", self.name);
                 self.log.push(text);
@@ -401,7 +405,7 @@ impl RustNode {
     fn flush(&mut self, now: Instant) {
         pump(&mut self.membership, &mut self.transport, now);
         while let Some(event) = self.membership.poll_event() {
-            eprintln!("[{}] {event:?}", self.name);
+            eprintln!("[{}] {}", self.name, describe(&event));
             self.seen.push(event);
         }
     }
@@ -456,22 +460,39 @@ impl RustNode {
     }
 }
 
-/// Runs every node until `done` holds; returns how long that took (printed, never asserted).
+/// One line per event, metadata decoded, for a failing test's output.
+fn describe(event: &Event) -> String {
+    let (kind, m) = match event {
+        Event::Join(m) => ("join", m),
+        Event::Update(m) => ("update", m),
+        Event::Leave(m) => ("leave", m),
+        Event::JoinResult { addr, result } => return format!("join result {addr}: {result:?}"),
+    };
+    let meta = match NodeMeta::decode(&m.meta) {
+        Ok((meta, _)) => format!("{} {}", meta.overlay_addr, meta.pub_key),
+        Err(err) => err.to_string(),
+    };
+    format!(
+        "{kind} {} {} {:?} incarnation {} meta {meta}",
+        m.name, m.addr, m.state, m.incarnation
+    )
+}
+
+/// Runs every node until `done` holds, printing how long that took (never asserted).
 fn run_until(
     rust: &mut [&mut RustNode],
     go: &mut [&mut GoPeer],
     what: &str,
     done: impl Fn(&[&mut RustNode], &[&mut GoPeer]) -> bool,
-) -> Duration {
+) {
     let start = Instant::now();
     loop {
         for peer in go.iter_mut() {
             peer.drain();
         }
         if done(rust, go) {
-            let took = start.elapsed();
-            eprintln!("{what}: {took:?}");
-            return took;
+            eprintln!("{what}: {:?}", start.elapsed());
+            return;
         }
         assert!(start.elapsed() < GIVE_UP, "gave up waiting for: {what}");
         if rust.is_empty() {
