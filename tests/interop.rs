@@ -7,7 +7,7 @@
 //! Without Go or the memberlist package the tests skip with a reason; with CI=true they fail.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -133,21 +133,21 @@ impl GoPeer {
         profile: Profile,
         meta: Option<&NodeMeta>,
     ) -> GoPeer {
-        GoPeer::start_on(bin, name, key, profile, meta, 0)
+        GoPeer::start_on(bin, name, key, profile, meta, SocketAddr::new(LOCALHOST, 0))
     }
 
-    /// Starts on a given port (0: a free one).
+    /// Starts on a given address (port 0: a free one).
     fn start_on(
         bin: &Path,
         name: &str,
         key: &[u8; 32],
         profile: Profile,
         meta: Option<&NodeMeta>,
-        port: u16,
+        addr: SocketAddr,
     ) -> GoPeer {
         let mut cmd = Command::new(bin);
-        cmd.args(["-name", name, "-bind", "127.0.0.1"])
-            .args(["-port", &port.to_string()])
+        cmd.args(["-name", name, "-bind", &addr.ip().to_string()])
+            .args(["-port", &addr.port().to_string()])
             .args(["-key", &base64::encode(key)])
             .args(["-profile", profile.go_flag()])
             .stdin(Stdio::piped())
@@ -188,7 +188,7 @@ impl GoPeer {
             lines,
             seen: Vec::new(),
             log: Vec::new(),
-            addr: SocketAddr::new(LOCALHOST, 0),
+            addr,
         };
         let ready = peer.wait_for("the ready line", |p| p.event("ready", name).is_some());
         let port = ready
@@ -341,20 +341,19 @@ struct RustNode {
 
 impl RustNode {
     fn start(name: &str, key: [u8; 32], profile: Profile, meta: &NodeMeta) -> RustNode {
-        RustNode::start_on(name, key, profile, meta, 0)
+        RustNode::start_on(name, key, profile, meta, SocketAddr::new(LOCALHOST, 0))
     }
 
-    /// Starts on a given port (0: a free one).
+    /// Starts on a given address (port 0: a free one).
     fn start_on(
         name: &str,
         key: [u8; 32],
         profile: Profile,
         meta: &NodeMeta,
-        port: u16,
+        addr: SocketAddr,
     ) -> RustNode {
         let poll = Poll::new().expect("mio poll");
-        let transport =
-            Transport::bind(poll.registry(), SocketAddr::new(LOCALHOST, port)).expect("bind");
+        let transport = Transport::bind(poll.registry(), addr).expect("bind");
         let config = Config {
             name: name.to_string(),
             advertise: transport.local_addr(),
@@ -719,9 +718,9 @@ fn crashed_go_peer_is_declared_dead_and_rejoins_after_restart() {
     );
 
     // Restarted on the same port (wesher after kill -9): it refutes the death we tell it about.
-    let port = go.addr.port();
+    let addr = go.addr;
     drop(go);
-    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, None, port);
+    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, None, addr);
     go.command(&format!("join {}", rust.addr()));
     run_until(
         &mut [&mut rust],
@@ -763,7 +762,7 @@ fn silent_rust_node_is_declared_dead_by_go_and_rejoins_after_restart() {
         r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
     });
     // Gone without a word: the sockets close, nothing is announced.
-    let port = rust.addr().port();
+    let addr = rust.addr();
     drop(rust);
     run_until(&mut [], &mut [&mut go], "our silence detected", |_, g| {
         g[0].event("leave", "rust-1").is_some()
@@ -771,7 +770,7 @@ fn silent_rust_node_is_declared_dead_by_go_and_rejoins_after_restart() {
     assert!(go.failed("rust-1"), "declared failed, not left");
 
     // Restarted on the same port: we refute the death Go tells us about and are back.
-    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, port);
+    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, addr);
     rust.join(go.addr);
     run_until(
         &mut [&mut rust],
@@ -1077,6 +1076,48 @@ fn key_rotation_across_go_and_rust() {
     assert!(go.event("join", "rust-old").is_none());
 }
 
+/// Over IPv6 the alive messages carry 16-byte addresses, in both directions.
+#[test]
+fn join_and_leave_over_ipv6() {
+    let Some(bin) = gopeer() else { return };
+    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0);
+    if let Err(err) = std::net::UdpSocket::bind(v6) {
+        let reason = format!("no IPv6 loopback here ({err})");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
+        let _ = writeln!(std::io::stderr(), "skipping: {reason}");
+        return;
+    }
+    let go_meta = meta([10, 7, 16, 1], &pubkey(46));
+    let rust_meta = meta([10, 7, 16, 2], &pubkey(47));
+    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, Some(&go_meta), v6);
+    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, v6);
+    go.command(&format!("join {}", rust.addr()));
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut go],
+        "join over IPv6",
+        |r, g| {
+            r[0].saw_meta("go-1", false, &go_meta) && g[0].saw_meta("join", "rust-1", &rust_meta)
+        },
+    );
+    let member = rust
+        .membership
+        .member("go-1")
+        .expect("Go in our member list");
+    assert_eq!(member.addr, go.addr);
+    assert_eq!(
+        text(go.event("join", "rust-1").expect("join"), "addr"),
+        Some("::1")
+    );
+    rust.leave();
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut go],
+        "leave over IPv6",
+        |r, g| r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some(),
+    );
+}
+
 /// wesher's restart (its end-to-end scenario 3): the node leaves, comes back under the same name
 /// and port with a new WireGuard key, and rejoins. Its fresh incarnation is lower than the one
 /// we hold; it gets back in by refuting the "left" state we push to it.
@@ -1104,11 +1145,11 @@ fn go_peer_restarted_on_the_same_port_is_seen_again() {
     run_until(&mut [&mut rust], &mut [&mut go], "leave", |r, g| {
         r[0].left("go-1", MemberState::Left) && g[0].result("left").is_some()
     });
-    let port = go.addr.port();
+    let addr = go.addr;
     drop(go);
 
     let new_meta = meta([10, 7, 11, 1], &pubkey(29));
-    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, Some(&new_meta), port);
+    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, Some(&new_meta), addr);
     go.command(&format!("join {}", rust.addr()));
     run_until(&mut [&mut rust], &mut [&mut go], "rejoin", |r, g| {
         let joins = r[0]
@@ -1149,11 +1190,11 @@ fn rust_node_restarted_on_the_same_port_is_seen_again() {
     run_until(&mut [&mut rust], &mut [&mut go], "leave", |r, g| {
         r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some()
     });
-    let port = rust.addr().port();
+    let addr = rust.addr();
     drop(rust);
 
     let new_meta = meta([10, 7, 12, 2], &pubkey(32));
-    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &new_meta, port);
+    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &new_meta, addr);
     rust.join(go.addr);
     run_until(&mut [&mut rust], &mut [&mut go], "rejoin", |r, g| {
         r[0].joined("go-1") && g[0].events("join", "rust-1").count() == 2
