@@ -7,6 +7,10 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 src="$root/tests/interop/gopeer/main.go"
 target_dir=${CARGO_TARGET_DIR:-"$root/target"}
+case "$target_dir" in
+    /*) ;;
+    *) target_dir="$(pwd)/$target_dir" ;; # cargo reads a relative one from the current directory
+esac
 out="$target_dir/gopeer"
 gocode=/usr/share/gocode
 
