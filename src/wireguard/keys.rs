@@ -31,10 +31,14 @@ impl Key {
         Ok(Key(bytes))
     }
 
-    /// The public key of this private key.
+    /// The public key of this private key. The Montgomery ladder on the base point
+    /// (rather than `PublicKey::from`) keeps curve25519-dalek's 30 KiB precomputed
+    /// Edwards basepoint table out of the binary; it runs once per start.
     pub fn public_key(&self) -> Key {
-        let secret = x25519_dalek::StaticSecret::from(self.0);
-        Key(x25519_dalek::PublicKey::from(&secret).to_bytes())
+        Key(x25519_dalek::x25519(
+            self.0,
+            x25519_dalek::X25519_BASEPOINT_BYTES,
+        ))
     }
 
     pub fn to_base64(&self) -> String {
