@@ -982,6 +982,68 @@ fn mixed_cluster_converges_and_detects_a_crash() {
     );
 }
 
+/// Three Go nodes in a cluster, ten Rust nodes each joining one of them: the members travel in
+/// push-pulls and in compound gossip packets both ways, and everyone ends up knowing everyone's
+/// metadata.
+#[test]
+fn larger_mixed_cluster_converges() {
+    let Some(bin) = gopeer() else { return };
+    let node_meta = |i: u8| meta([10, 7, 17, i], &pubkey(100 + i));
+    let go_names = ["go-1", "go-2", "go-3"];
+    let mut go: Vec<GoPeer> = (0u8..)
+        .zip(go_names)
+        .map(|(i, name)| GoPeer::start(&bin, name, &KEY, Profile::Fast, Some(&node_meta(i))))
+        .collect();
+    let rust_names: Vec<String> = (0..10).map(|i| format!("rust-{i}")).collect();
+    let mut rust: Vec<RustNode> = (3u8..)
+        .zip(&rust_names)
+        .map(|(i, name)| RustNode::start(name, KEY, Profile::Fast, &node_meta(i)))
+        .collect();
+    let go_addrs: Vec<SocketAddr> = go.iter().map(|p| p.addr).collect();
+    for peer in &mut go[1..] {
+        peer.command_ok(&format!("join {}", go_addrs[0]), "join_result");
+    }
+    for (i, node) in rust.iter_mut().enumerate() {
+        node.join(go_addrs[i % go_addrs.len()]);
+    }
+    let all: Vec<(String, NodeMeta)> = (0u8..)
+        .zip(
+            go_names
+                .iter()
+                .map(|n| n.to_string())
+                .chain(rust_names.clone()),
+        )
+        .map(|(i, name)| (name, node_meta(i)))
+        .collect();
+    // Whether `me` saw every other node with its metadata.
+    let knows_all = |me: &str, saw: &dyn Fn(&str, &NodeMeta) -> bool| {
+        all.iter()
+            .filter(|(name, _)| name != me)
+            .all(|(name, m)| saw(name, m))
+    };
+    let mut rust_refs: Vec<&mut RustNode> = rust.iter_mut().collect();
+    let mut go_refs: Vec<&mut GoPeer> = go.iter_mut().collect();
+    run_until(
+        &mut rust_refs,
+        &mut go_refs,
+        "13 nodes converged",
+        |r, g| {
+            r.iter()
+                .all(|n| knows_all(&n.name, &|name, m| n.saw_meta(name, false, m)))
+                && g.iter()
+                    .all(|p| knows_all(&p.name, &|name, m| p.saw_meta("join", name, m)))
+        },
+    );
+    for node in &rust {
+        let alive = node
+            .membership
+            .members()
+            .filter(|m| m.state == MemberState::Alive)
+            .count();
+        assert_eq!(alive, all.len(), "{} counts its alive members", node.name);
+    }
+}
+
 /// A key rotation across both implementations, as an operator does it: install the new key
 /// everywhere, make it primary node by node (the two sides meanwhile encrypt with different
 /// keys), then remove the old one. The cluster stays whole, and afterwards only the new key gets in.
