@@ -260,12 +260,13 @@ impl Membership {
     }
 
     pub(super) fn expire_streams(&mut self, now: Instant) {
-        let due: Vec<StreamId> = self
+        let mut due: Vec<StreamId> = self
             .streams
             .iter()
             .filter(|(_, s)| s.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
+        due.sort_unstable();
         for id in due {
             self.fail_stream(id, "i/o timeout");
         }

@@ -26,6 +26,8 @@ use super::{Config, Event, Member, MemberState, Stats};
 pub(super) const UDP_BUFFER_SIZE: usize = 1400;
 /// Indirect pings we relay at once; more are dropped (each holds an ack wait).
 const MAX_RELAYS: usize = 256;
+/// Members we keep track of; alive messages about further new names are dropped.
+const MAX_MEMBERS: usize = 65_536;
 
 /// Our view of one member plus when its state last changed.
 pub(super) struct Node {
@@ -406,12 +408,14 @@ impl Membership {
     }
 
     fn expire_relays(&mut self, now: Instant) {
-        let due: Vec<u32> = self
+        let mut due: Vec<u32> = self
             .relays
             .iter()
             .filter(|(_, r)| r.deadline <= now)
             .map(|(seq, _)| *seq)
             .collect();
+        // Sorted: HashMap order is random per process, runs must replay exactly.
+        due.sort_unstable();
         for seq in due {
             if let Some(r) = self.relays.remove(&seq) {
                 if r.nack {
@@ -784,6 +788,10 @@ impl Membership {
                 }
                 i
             }
+            None if self.nodes.len() >= MAX_MEMBERS => {
+                self.stats.drop("too_many_members");
+                return;
+            }
             None => self.insert_node(now, &a, addr),
         };
         let node = &self.nodes[idx];
@@ -897,12 +905,13 @@ impl Membership {
     }
 
     fn expire_suspicions(&mut self, now: Instant) {
-        let due: Vec<String> = self
+        let mut due: Vec<String> = self
             .suspicions
             .iter()
             .filter(|(_, s)| s.deadline <= now)
             .map(|(name, _)| name.clone())
             .collect();
+        due.sort_unstable();
         for name in due {
             let Some(sus) = self.suspicions.remove(&name) else {
                 continue;
