@@ -502,3 +502,49 @@ fn join_sends_our_state_and_reports_each_address() {
     // A member we only heard of as left is not resurrected (unknown then, so not even listed).
     assert_ne!(m.member("gone").map(|g| g.state), Some(MemberState::Alive));
 }
+
+#[test]
+fn packets_stay_within_1400_bytes_with_incompressible_broadcasts() {
+    let now = Instant::now();
+    let mut m = node(now);
+    // 60 members with 200 bytes of noise as meta: 60 queued alive broadcasts of ~270 bytes.
+    let mut x: u32 = 1;
+    for i in 0..60u8 {
+        let meta: Vec<u8> = (0..200)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        feed(
+            &mut m,
+            now,
+            addr(2),
+            &[alive(&format!("n{i}"), 1, 10 + i, &meta)],
+        );
+    }
+    let ping = Message::Ping(Ping {
+        seq_no: 1,
+        node: "me".into(),
+        source_addr: None,
+        source_port: None,
+        source_node: None,
+    });
+    feed(&mut m, now, addr(2), &[ping]);
+    m.handle_timeout(now + Duration::from_secs(1));
+    let ring = Keyring::new(KEY);
+    let mut parts = Vec::new();
+    while let Some(t) = m.poll_transmit() {
+        if let Transmit::Datagram { bytes, .. } = t {
+            assert!(bytes.len() <= 1400, "datagram of {} bytes", bytes.len());
+            parts.push(wire::open_packet(&bytes, &ring).unwrap().len());
+        }
+    }
+    assert!(parts.len() >= 2, "{parts:?}");
+    assert!(
+        parts.iter().all(|&n| n >= 4),
+        "packets not filled: {parts:?}"
+    );
+}

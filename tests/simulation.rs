@@ -74,6 +74,11 @@ fn fifty_nodes_join_through_one_seed_and_converge() {
             Event::JoinResult { .. } => true,
         }));
     }
+    // Broadcasts were packed several to a packet (then LZW-compressed), never beyond
+    // memberlist's 1400-byte buffer.
+    let biggest = (0..sim.len()).map(|i| sim.counters(i).max_packet).max();
+    println!("largest datagram {biggest:?}");
+    assert!(biggest.is_some_and(|b| b > 400 && b <= 1400));
     let m = sim.node(3).member("node7").expect("node3 knows node7");
     assert_eq!(m.meta, b"meta7");
     assert_eq!(sim.view(3, 7), Some(MemberState::Alive));

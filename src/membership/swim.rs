@@ -673,8 +673,10 @@ impl Membership {
     /// as Go's lookup of the target by address never finds it).
     fn send_msg(&mut self, to: SocketAddr, msg: &Message) {
         let first = wire::encode_message(msg);
-        let avail = UDP_BUFFER_SIZE
-            .saturating_sub(first.len() + COMPOUND_HEADER_OVERHEAD + ENCRYPTION_OVERHEAD);
+        // Unlike Go, also count the first part's compound entry, so the packet stays <= 1400.
+        let avail = UDP_BUFFER_SIZE.saturating_sub(
+            first.len() + COMPOUND_ENTRY_OVERHEAD + COMPOUND_HEADER_OVERHEAD + ENCRYPTION_OVERHEAD,
+        );
         let limit = self.timing.retransmit_limit(self.nodes.len());
         let mut msgs = vec![first];
         msgs.extend(self.broadcasts.take(COMPOUND_ENTRY_OVERHEAD, avail, limit));
