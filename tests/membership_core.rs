@@ -548,3 +548,45 @@ fn packets_stay_within_1400_bytes_with_incompressible_broadcasts() {
         "packets not filled: {parts:?}"
     );
 }
+
+#[test]
+fn push_pull_with_incompatible_protocol_versions_is_refused() {
+    let now = Instant::now();
+    let mut m = node(now);
+    m.join(now, &[addr(2)]);
+    let id = std::iter::from_fn(|| m.poll_transmit())
+        .find_map(|t| match t {
+            Transmit::Connect { id, .. } => Some(id),
+            _ => None,
+        })
+        .expect("connect");
+    m.handle_input(now, Input::Connected { id });
+    stream_output(&mut m, id);
+    let answer = PushPull {
+        join: true,
+        nodes: vec![PushNodeState {
+            name: "future".into(),
+            addr: addr(2).ip(),
+            port: 7946,
+            meta: vec![],
+            incarnation: 1,
+            state: NodeState::Alive,
+            // Understands only protocol 3..=5: our current version 2 is out of its range.
+            vsn: [3, 5, 3, 0, 0, 0],
+        }],
+    };
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: stream_frame(&Message::PushPull(answer)),
+        },
+    );
+    let evs = events(&mut m);
+    assert!(
+        matches!(&evs[..], [Event::JoinResult { result: Err(e), .. }] if e.contains("incompatible")),
+        "{evs:?}"
+    );
+    assert!(m.member("future").is_none());
+    assert_eq!(m.stats().drops_for("incompatible_protocol"), 1);
+}

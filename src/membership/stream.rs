@@ -206,7 +206,10 @@ impl Membership {
                 // Answer with our state as it was before the merge, as Go does.
                 let reply = wire::encode_message(&Message::PushPull(self.local_state(pp.join)));
                 self.stream_send(id, &reply);
-                self.merge(now, pp.nodes);
+                if let Err(e) = self.merge(now, pp.nodes) {
+                    debug!("memberlist: failed push/pull merge: {e}");
+                    self.stats.drop("incompatible_protocol");
+                }
             }
             (Role::Incoming, Message::Ping(p)) if p.node.is_empty() || p.node == self.name => {
                 let ack = wire::encode_message(&Message::Ack(AckResp {
@@ -221,8 +224,11 @@ impl Membership {
                     self.stats.drop("push_pull_too_large");
                     self.join_result(join, addr, Err("remote state too large".into()));
                 } else {
-                    self.merge(now, pp.nodes);
-                    self.join_result(join, addr, Ok(n));
+                    let merged = self.merge(now, pp.nodes).map(|()| n);
+                    if merged.is_err() {
+                        self.stats.drop("incompatible_protocol");
+                    }
+                    self.join_result(join, addr, merged);
                 }
             }
             (Role::PushPull { addr, join }, Message::Err(e)) => {
@@ -297,10 +303,52 @@ impl Membership {
         PushPull { join, nodes }
     }
 
-    /// memberlist's mergeState: alive through the alive rules, left as a graceful dead, dead
-    /// and suspect only as suspect (a remote opinion is not proof).
-    fn merge(&mut self, now: Instant, remote: Vec<PushNodeState>) {
+    /// memberlist's verifyProtocol: every alive member, theirs and ours, must speak a protocol
+    /// (and delegate) version inside the range all of them understand.
+    fn verify_protocol(&self, remote: &[PushNodeState]) -> Result<(), String> {
+        let alive_vsns = remote
+            .iter()
+            .filter(|r| r.state == NodeState::Alive)
+            .map(|r| r.vsn)
+            .chain(
+                self.nodes
+                    .iter()
+                    .filter(|n| n.member.state == MemberState::Alive)
+                    .map(|n| n.member.vsn),
+            );
+        let (mut pmin, mut pmax, mut dmin, mut dmax) = (0u8, u8::MAX, 0u8, u8::MAX);
+        for v in alive_vsns {
+            pmin = pmin.max(v[0]);
+            pmax = pmax.min(v[1]);
+            dmin = dmin.max(v[3]);
+            dmax = dmax.min(v[4]);
+        }
+        let all = remote
+            .iter()
+            .map(|r| (&r.name, r.vsn))
+            .chain(self.nodes.iter().map(|n| (&n.member.name, n.member.vsn)));
+        for (name, v) in all {
+            if v[2] < pmin || v[2] > pmax {
+                return Err(format!(
+                    "node {name:?} protocol version ({}) is incompatible: [{pmin}, {pmax}]",
+                    v[2]
+                ));
+            }
+            if v[5] < dmin || v[5] > dmax {
+                return Err(format!(
+                    "node {name:?} delegate protocol version ({}) is incompatible: [{dmin}, {dmax}]",
+                    v[5]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// memberlist's mergeRemoteState: verify versions, then alive through the alive rules, left
+    /// as a graceful dead, dead and suspect only as suspect (a remote opinion is not proof).
+    fn merge(&mut self, now: Instant, remote: Vec<PushNodeState>) -> Result<(), String> {
         use super::message::{Alive, Dead, Suspect};
+        self.verify_protocol(&remote)?;
         for r in remote {
             match r.state {
                 NodeState::Alive => self.alive_node(
@@ -333,5 +381,6 @@ impl Membership {
                 ),
             }
         }
+        Ok(())
     }
 }
