@@ -754,7 +754,7 @@ impl Membership {
     }
 
     /// memberlist's aliveNode. `bootstrap` marks our own announcements (start, set_meta).
-    pub(super) fn alive_node(&mut self, now: Instant, a: Alive, bootstrap: bool) {
+    pub(super) fn alive_node(&mut self, now: Instant, mut a: Alive, bootstrap: bool) {
         let is_local = a.node == self.name;
         if self.left && is_local {
             return;
@@ -766,6 +766,10 @@ impl Membership {
             );
             self.stats.drop("bad_vsn");
             return;
+        }
+        // As Go: a missing port means the cluster's (our) port.
+        if a.port == 0 {
+            a.port = self.advertise.port();
         }
         let addr = SocketAddr::new(a.addr, a.port);
         let mut updates_node = false;
