@@ -336,7 +336,17 @@ fn suspicion_of_a_live_node_is_refuted() {
     join_all(&mut sim, Duration::from_secs(60));
     sim.run_for(Duration::from_secs(5));
     let who = 2;
+    let name = sim.name(who).to_owned();
+    // Everyone knows its current incarnation, so only a refutation can clear a suspicion.
     let before = sim.node(who).local().incarnation;
+    sim.run_until(Duration::from_secs(60), |s| {
+        (0..n).all(|i| {
+            s.node(i)
+                .member(&name)
+                .is_some_and(|m| m.incarnation == before)
+        })
+    })
+    .expect("incarnation did not settle");
     let others: Vec<usize> = (0..n).filter(|&i| i != who).collect();
     sim.partition(&[&[who], &others]);
     sim.run_until(Duration::from_secs(60), |s| {
@@ -345,10 +355,10 @@ fn suspicion_of_a_live_node_is_refuted() {
             .any(|&i| s.view(i, who) == Some(MemberState::Suspect))
     })
     .expect("nobody suspected the isolated node");
-    // Heal well before the suspicion can time out.
+    // Heal well before the suspicion can time out. The isolated node's own suspicions of the
+    // others clear as its probes (ping + suspect) reach them, one per probe interval.
     sim.heal();
-    let name = sim.name(who).to_owned();
-    sim.run_until(Duration::from_secs(30), |s| {
+    sim.run_until(Duration::from_secs(120), |s| {
         s.node(who).local().incarnation > before && s.converged()
     })
     .expect("suspicion was not refuted");
