@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use log::debug;
 
-use super::io::{Input, StreamId, Transmit};
+use super::io::{StreamId, Transmit};
 use super::message::{AckResp, ErrResp, Message, NodeState, PushNodeState, PushPull};
 use super::swim::{Membership, Node};
 use super::wire;
@@ -100,44 +100,40 @@ impl Membership {
         }
     }
 
-    pub(super) fn handle_stream_input(&mut self, now: Instant, input: Input) {
-        match input {
-            Input::Datagram { .. } => {}
-            Input::Accepted { id, from } => {
-                let incoming = self
-                    .streams
-                    .values()
-                    .filter(|s| matches!(s.role, Role::Incoming))
-                    .count();
-                if incoming >= MAX_INCOMING_STREAMS {
-                    debug!("memberlist: too many streams, refusing {from}");
-                    self.stats.drop("too_many_streams");
-                    self.transmits.push_back(Transmit::StreamClose { id });
-                    return;
-                }
-                self.stats.streams_in += 1;
-                let deadline = now + self.timing.tcp_timeout;
-                self.streams.insert(
-                    id,
-                    Stream {
-                        role: Role::Incoming,
-                        buf: Vec::new(),
-                        deadline,
-                    },
-                );
-            }
-            Input::Connected { id } => self.send_first(id),
-            Input::StreamData { id, bytes } => self.stream_data(now, id, &bytes),
-            Input::StreamClosed { id } => {
-                if let Some(s) = self.streams.remove(&id) {
-                    self.stream_failed(&s.role, "connection closed");
-                }
-            }
+    /// A peer connected to us: serve it, unless too many are already being served.
+    pub(super) fn accept(&mut self, now: Instant, id: StreamId, from: SocketAddr) {
+        let incoming = self
+            .streams
+            .values()
+            .filter(|s| matches!(s.role, Role::Incoming))
+            .count();
+        if incoming >= MAX_INCOMING_STREAMS {
+            debug!("memberlist: too many streams, refusing {from}");
+            self.stats.drop("too_many_streams");
+            self.transmits.push_back(Transmit::StreamClose { id });
+            return;
+        }
+        self.stats.streams_in += 1;
+        let deadline = now + self.timing.tcp_timeout;
+        self.streams.insert(
+            id,
+            Stream {
+                role: Role::Incoming,
+                buf: Vec::new(),
+                deadline,
+            },
+        );
+    }
+
+    /// The driver reports the stream gone (refused, reset or closed by the peer).
+    pub(super) fn stream_closed(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.remove(&id) {
+            self.stream_failed(&s.role, "connection closed");
         }
     }
 
     /// Our side speaks first on streams we open.
-    fn send_first(&mut self, id: StreamId) {
+    pub(super) fn send_first(&mut self, id: StreamId) {
         let msg = match self.streams.get(&id).map(|s| &s.role) {
             Some(Role::PushPull { join, .. }) => {
                 wire::encode_message(&Message::PushPull(self.local_state(*join)))
@@ -161,7 +157,7 @@ impl Membership {
         }
     }
 
-    fn stream_data(&mut self, now: Instant, id: StreamId, bytes: &[u8]) {
+    pub(super) fn stream_data(&mut self, now: Instant, id: StreamId, bytes: &[u8]) {
         self.stats.bytes_in += bytes.len() as u64;
         let Some(s) = self.streams.get_mut(&id) else {
             return;

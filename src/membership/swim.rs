@@ -182,7 +182,10 @@ impl Membership {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
             Input::Datagram { from, bytes } => self.handle_datagram(now, from, &bytes),
-            other => self.handle_stream_input(now, other),
+            Input::Accepted { id, from } => self.accept(now, id, from),
+            Input::Connected { id } => self.send_first(id),
+            Input::StreamData { id, bytes } => self.stream_data(now, id, &bytes),
+            Input::StreamClosed { id } => self.stream_closed(id),
         }
     }
 
@@ -296,7 +299,7 @@ impl Membership {
         &self.nodes[self.index[&self.name]].member
     }
 
-    /// Live number of members alive or suspect, the local node included.
+    /// Number of members alive or suspect, the local node included.
     pub fn num_alive(&self) -> usize {
         self.nodes
             .iter()
