@@ -7,8 +7,12 @@
 mod common;
 
 use common::netns::{
-    assert_running, wait_for, Node, Proc, Topology, WesherCmd, CLUSTER_KEY, CONVERGE, DEFAULT_IFACE,
+    assert_running, hosts_banner, wait_for, Node, Proc, Topology, WesherCmd, CLUSTER_KEY, CONVERGE,
+    DEFAULT_IFACE,
 };
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::Duration;
 
 const LAN: [&str; 2] = ["--gossip-profile", "lan"];
@@ -23,7 +27,8 @@ fn wait_ping(from: &Node, host: &str, agents: &mut [Proc]) {
 }
 
 /// Go's test_3_node_up, with the default (WAN) gossip profile: node1 --init, node2 and node3
-/// --join node1. Every pair is checked, not only node1's pings.
+/// --join node1. Every pair is checked, not only node1's pings, and then every node's kernel
+/// state and files against Go wesher's.
 #[test]
 fn scenario_1_three_nodes_wan_profile() {
     let Some(topo) = Topology::new(3) else { return };
@@ -48,23 +53,115 @@ fn scenario_1_three_nodes_wan_profile() {
         }
     }
     for node in topo.nodes() {
-        let peers = node.wg(DEFAULT_IFACE).unwrap().peers;
-        assert_eq!(peers.len(), 2, "{}: {peers:?}", node.name);
-        let mut names: Vec<String> = node
-            .managed_hosts(DEFAULT_IFACE)
-            .into_iter()
-            .map(|(_, name)| name)
-            .collect();
-        names.sort();
-        let mut expected: Vec<String> = topo
-            .nodes()
-            .iter()
-            .filter(|n| n.name != node.name)
-            .map(|n| n.name.clone())
-            .collect();
-        expected.sort();
-        assert_eq!(names, expected, "managed /etc/hosts lines of {}", node.name);
+        assert_go_compatible_state(node, &topo);
     }
+}
+
+/// Overlay addresses from the SPEC's vectors (FNV-1a 128 of the hostname in 10.0.0.0/8).
+fn overlay_addr(name: &str) -> &'static str {
+    match name {
+        "node1" => "10.59.73.60",
+        "node2" => "10.59.76.237",
+        "node3" => "10.59.75.178",
+        _ => panic!("no vector for {name}"),
+    }
+}
+
+/// What Go wesher leaves on a node of a converged mesh: the interface (overlay /32, up), one
+/// WireGuard peer per other node (endpoint = its underlay address and our WireGuard port,
+/// allowed IPs = its overlay /32), a link route per peer, one hosts line per peer in Go's
+/// format, and the state file (0600 in a 0700 directory) holding the key and the members.
+fn assert_go_compatible_state(node: &Node, topo: &Topology) {
+    let others: Vec<&Node> = topo
+        .nodes()
+        .iter()
+        .filter(|n| n.name != node.name)
+        .collect();
+    let me = &node.name;
+    assert_eq!(
+        node.addrs(DEFAULT_IFACE).unwrap(),
+        [format!("{}/32", overlay_addr(me))],
+        "{me}'s overlay address"
+    );
+    let link = node.exec("ip", &["-o", "link", "show", "dev", DEFAULT_IFACE]);
+    assert!(
+        link.stdout.contains(",UP") || link.stdout.contains("<UP"),
+        "{me}: {DEFAULT_IFACE} is not up: {link}"
+    );
+    let dump = node.wg(DEFAULT_IFACE).unwrap();
+    assert_eq!(dump.listen_port, 51820, "{me}'s listen port");
+    assert_eq!(
+        dump.peers.len(),
+        others.len(),
+        "{me}'s peers: {:?}",
+        dump.peers
+    );
+    for other in &others {
+        let key = other.wg(DEFAULT_IFACE).unwrap().public_key;
+        let peer = dump
+            .peer(&key)
+            .unwrap_or_else(|| panic!("{me} has no peer for {}: {dump:?}", other.name));
+        assert_eq!(
+            peer.endpoint,
+            format!("{}:51820", other.ip),
+            "{me} -> {}",
+            other.name
+        );
+        assert_eq!(
+            peer.allowed_ips,
+            [format!("{}/32", overlay_addr(&other.name))]
+        );
+    }
+    let mut routes = node.routes(DEFAULT_IFACE).unwrap();
+    routes.sort();
+    let mut expected: Vec<String> = others
+        .iter()
+        .map(|o| overlay_addr(&o.name).to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(routes, expected, "{me}'s routes via {DEFAULT_IFACE}");
+
+    let hosts = node.hosts();
+    for other in &others {
+        let line = format!(
+            "{}\t{}\t{}",
+            overlay_addr(&other.name),
+            other.name,
+            hosts_banner(DEFAULT_IFACE)
+        );
+        assert!(
+            hosts.lines().any(|l| l == line),
+            "{me}: no line {line:?} in {hosts}"
+        );
+    }
+    assert_eq!(
+        node.managed_hosts(DEFAULT_IFACE).len(),
+        others.len(),
+        "{hosts}"
+    );
+
+    let state_file = node.state_file(DEFAULT_IFACE);
+    wait_for(
+        format!("{me}'s state file to list its peers"),
+        CONVERGE,
+        || {
+            let state = fs::read_to_string(&state_file).map_err(|e| e.to_string())?;
+            let complete = state.contains("\"ClusterKey\"")
+                && state.contains(CLUSTER_KEY)
+                && others
+                    .iter()
+                    .all(|o| state.contains(&format!("\"{}\"", o.name)));
+            complete.then_some(()).ok_or(state)
+        },
+    );
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state_file), 0o600, "{}", state_file.display());
+    assert_eq!(
+        mode(&node.state_dir()),
+        0o700,
+        "{}",
+        node.state_dir().display()
+    );
 }
 
 /// Go's test_5_node_up: node1 --init, four nodes --join node1; node1 pings all four.
