@@ -173,22 +173,6 @@ fn wrong_cluster_key_is_not_admitted() {
             Err(format!("node2's log so far: {log}"))
         }
     });
-    // node1 got it as undecryptable traffic, nothing more.
-    wait_for(
-        "node1's log to report undecryptable traffic",
-        CONVERGE,
-        || {
-            let log = agents[0].log().to_lowercase();
-            if ["decrypt", "key", "authenticat"]
-                .iter()
-                .any(|w| log.contains(w))
-            {
-                Ok(())
-            } else {
-                Err(format!("node1's log so far: {log}"))
-            }
-        },
-    );
     for (node, other) in [(n1, n2), (n2, n1)] {
         let dump = node.wg(DEFAULT_IFACE).unwrap();
         assert!(
