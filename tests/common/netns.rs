@@ -8,7 +8,8 @@
 //! Every process of a node runs through `nsenter -t <holder> --mount --uts --net`.
 //!
 //! Everything is torn down by PID and by name on drop, also when a test panics; on a panic the
-//! logs and the kernel state of every node are printed first.
+//! logs and the kernel state of every node are printed first. WESHER_E2E_KEEP=1 keeps the
+//! logs and files (in $TMPDIR/wesher-wnt<pid>x<n>/node<i>/) for a look after a run.
 #![allow(dead_code)] // shared by several test binaries, each using a subset
 
 use std::fmt::Display;
@@ -555,9 +556,13 @@ impl Node {
             .collect())
     }
 
-    /// Addresses (with prefix length) on `iface`.
+    /// Addresses (with prefix length) on `iface`, except the IPv6 link-local one the kernel
+    /// adds by itself when the link goes up.
     pub fn addrs(&self, iface: &str) -> Result<Vec<String>, String> {
-        let out = self.exec("ip", &["-o", "addr", "show", "dev", iface]);
+        let out = self.exec(
+            "ip",
+            &["-o", "addr", "show", "dev", iface, "scope", "global"],
+        );
         if !out.success() {
             return Err(format!("ip addr show dev {iface} in {}: {out}", self.name));
         }
@@ -864,7 +869,13 @@ impl Drop for Topology {
                 let _ = writeln!(std::io::stderr(), "cleanup: ip netns del {ns}: {out}");
             }
         }
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
+        if std::env::var_os("WESHER_E2E_KEEP").is_some() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "kept {} (WESHER_E2E_KEEP)",
+                self.dir.display()
+            );
+        } else if let Err(e) = fs::remove_dir_all(&self.dir) {
             let _ = writeln!(
                 std::io::stderr(),
                 "cleanup: remove {}: {e}",
