@@ -357,3 +357,59 @@ fn start_pair<'a>(topo: &'a Topology, joiner_key: &str) -> Vec<Proc<'a>> {
             .spawn(),
     ]
 }
+
+/// SIGTERM while the agent is still trying to join (the seed does not answer): it exits at
+/// once with status 0 and leaves nothing behind (Go ignores signals in this phase).
+#[test]
+fn sigterm_during_the_join_phase_exits_cleanly() {
+    let Some(topo) = Topology::new(1) else { return };
+    let node = topo.node(1);
+    let _wg = node.start_wireguard(DEFAULT_IFACE);
+    // An address on the node's own subnet where no one lives: connects fail or hang.
+    let nobody = format!("{}", std::net::Ipv4Addr::from(u32::from(node.ip) + 100));
+    let mut agent = node
+        .wesher()
+        .args(LAN)
+        .args(["--cluster-key", CLUSTER_KEY, "--join", &nobody])
+        .spawn();
+    wait_for("the agent to start joining", CONVERGE, || {
+        assert_running(std::slice::from_mut(&mut agent));
+        let log = agent.log().to_lowercase();
+        log.contains("join").then_some(()).ok_or(log)
+    });
+    let status = agent
+        .terminate(PROMPT_EXIT)
+        .unwrap_or_else(|| panic!("SIGTERM ignored while joining: {}", agent.log()));
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    assert_eq!(node.managed_hosts(DEFAULT_IFACE), []);
+}
+
+/// --no-etc-hosts: the tunnel works (by overlay address) and no node's /etc/hosts changes.
+#[test]
+fn no_etc_hosts_leaves_the_hosts_files_alone() {
+    let Some(topo) = Topology::new(2) else { return };
+    let (n1, n2) = (topo.node(1), topo.node(2));
+    let before: Vec<String> = topo.nodes().iter().map(Node::hosts).collect();
+    let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
+    let mut agents = vec![
+        n1.wesher()
+            .args(LAN)
+            .args(["--no-etc-hosts", "--cluster-key", CLUSTER_KEY, "--init"])
+            .spawn(),
+        n2.wesher()
+            .args(LAN)
+            .env("WESHER_NO_ETC_HOSTS", "true")
+            .args(["--cluster-key", CLUSTER_KEY, "--join", &n1.ip.to_string()])
+            .spawn(),
+    ];
+    let n2_overlay = wait_for("node2's overlay address", CONVERGE, || {
+        n2.overlay_addr(DEFAULT_IFACE)
+    });
+    let n1_overlay = wait_for("node1's overlay address", CONVERGE, || {
+        n1.overlay_addr(DEFAULT_IFACE)
+    });
+    wait_ping(n1, &n2_overlay, &mut agents);
+    wait_ping(n2, &n1_overlay, &mut agents);
+    let after: Vec<String> = topo.nodes().iter().map(Node::hosts).collect();
+    assert_eq!(after, before);
+}
