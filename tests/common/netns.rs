@@ -1,8 +1,8 @@
 //! Isolated network-namespace topologies for end-to-end tests with real wireguard-go.
 //!
 //! A `Topology` is one bridge namespace plus N node namespaces joined to it by veth pairs
-//! (10.99.S.i/24, addresses that exist only inside these namespaces). Each node has a
-//! long-lived holder process (`sleep infinity`) that owns private UTS and mount namespaces:
+//! (10.99.0.i/24 in every topology: these addresses exist only inside its namespaces). Each
+//! node has a long-lived holder process (`sleep infinity`) that owns private UTS and mount namespaces:
 //! its hostname is `node<i>`, /etc is an overlay (so /etc/hosts writes, including temp file +
 //! rename, stay in the node) and /run is a tmpfs (so /run/wireguard/<iface>.sock is per node).
 //! Every process of a node runs through `nsenter -t <holder> --mount --uts --net`.
@@ -50,54 +50,6 @@ const TOOLS: &[&str] = &[
     "sleep",
     "sh",
 ];
-const APT_HINT: &str = "apt-get install -y --no-install-recommends wireguard-go wireguard-tools \
-                        iputils-ping iproute2";
-
-static TOPOLOGY_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Full path of an external tool: PATH, then the sbin and bin directories (a PATH without
-/// /usr/sbin must still find `ip`).
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
-    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
-}
-
-fn tool(name: &str) -> PathBuf {
-    find_tool(name).unwrap_or_else(|| panic!("`{name}` not found (install with: {APT_HINT})"))
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn missing_prerequisite() -> Option<String> {
-    match effective_uid() {
-        Some(0) => {}
-        Some(uid) => return Some(format!("needs root (running as uid {uid})")),
-        None => return Some("cannot read the uid from /proc/self/status".into()),
-    }
-    if let Some(name) = TOOLS.iter().find(|t| find_tool(t).is_none()) {
-        return Some(format!("`{name}` not found (install with: {APT_HINT})"));
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is missing (wireguard-go needs TUN)".into());
-    }
-    None
-}
-
-/// Prints why a test is skipped, or fails it when CI=true (CI must run every test).
-pub fn skip(reason: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("cannot run this test: {reason} (CI=true: skipping is not allowed)");
-    }
-    eprintln!("SKIPPED: {reason}");
-}
-
 /// Polls `check` until it returns Ok or `timeout` passes; then panics with the last reason.
 pub fn wait_for<T>(
     what: impl Display,
@@ -169,7 +121,7 @@ fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> thread::JoinH
 
 /// Runs a setup command on the host side; panics with its stderr on failure.
 fn must(program: &str, args: &[&str]) {
-    let mut cmd = Command::new(tool(program));
+    let mut cmd = Command::new(program);
     cmd.args(args);
     let out = run_captured(cmd, EXEC_TIMEOUT);
     if !out.success() {
@@ -254,7 +206,7 @@ impl Proc<'_> {
             return false;
         }
         let pid = self.pid().to_string();
-        let mut cmd = Command::new(tool("kill"));
+        let mut cmd = Command::new("kill");
         cmd.args(["-s", signal, "--", &pid]);
         run_captured(cmd, EXEC_TIMEOUT).success()
     }
@@ -429,7 +381,7 @@ impl Node {
 
     /// A command that runs `program` inside the node's network, UTS and mount namespaces.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new(tool("nsenter"));
+        let mut cmd = Command::new("nsenter");
         cmd.arg("-t")
             .arg(self.holder.id().to_string())
             .args(["--mount", "--uts", "--net", "--"])
@@ -440,7 +392,7 @@ impl Node {
 
     /// Runs a program found on the host (ip, wg, ping, sh, ...) in the node, bounded in time.
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {
-        let mut cmd = self.command(tool(program));
+        let mut cmd = self.command(program);
         cmd.args(args);
         run_captured(cmd, EXEC_TIMEOUT)
     }
@@ -472,7 +424,7 @@ impl Node {
 
     /// Starts `wireguard-go -f IFACE` and waits for its UAPI socket.
     pub fn start_wireguard(&self, iface: &str) -> Proc<'_> {
-        let mut cmd = self.command(tool("wireguard-go"));
+        let mut cmd = self.command("wireguard-go");
         // Any value but 1 makes wireguard-go fork forever; -f is all it needs.
         cmd.env_remove("WG_PROCESS_FOREGROUND").arg("-f").arg(iface);
         let mut proc = self.spawn(&format!("wireguard-go-{iface}"), cmd);
@@ -684,12 +636,11 @@ impl Topology {
     /// Builds `n` connected nodes, or returns None (after `skip`) when this machine cannot.
     pub fn new(n: usize) -> Option<Topology> {
         assert!((1..=250).contains(&n), "1 to 250 nodes");
-        if let Some(reason) = missing_prerequisite() {
-            skip(&reason);
+        // Skips with the reason, or fails when CI=true.
+        if !super::prerequisites(TOOLS) {
             return None;
         }
-        let id = TOPOLOGY_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("wnt{}x{id}", std::process::id());
+        let tag = super::unique("wnt");
         let dir = std::env::temp_dir().join(format!("wesher-{tag}"));
         // An earlier run that was SIGKILLed can leave this directory; its PID was ours.
         let _ = fs::remove_dir_all(&dir);
@@ -701,16 +652,13 @@ impl Topology {
             nodes: Vec::new(),
         };
         // From here on, a failing step panics and Drop removes what was already made.
-        let subnet = (id % 250) as u8 + 1;
         let bridge = topo.add_netns("b");
         must(
             "ip",
             &["-n", &bridge, "link", "add", "br0", "type", "bridge"],
         );
         must("ip", &["-n", &bridge, "link", "set", "br0", "up"]);
-        let ips: Vec<Ipv4Addr> = (1..=n as u8)
-            .map(|i| Ipv4Addr::new(10, 99, subnet, i))
-            .collect();
+        let ips: Vec<Ipv4Addr> = (1..=n as u8).map(|i| Ipv4Addr::new(10, 99, 0, i)).collect();
         let underlay_hosts: String = ips
             .iter()
             .enumerate()
@@ -775,12 +723,12 @@ echo "$3" > /proc/sys/kernel/hostname
 printf '%s' "$4" >> /etc/hosts
 echo ready
 exec sleep infinity"#;
-        let mut holder = Command::new(tool("nsenter"))
+        let mut holder = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{netns}"))
             .arg("--")
-            .arg(tool("unshare"))
+            .arg("unshare")
             .args(["--mount", "--uts", "--propagation", "private", "--"])
-            .arg(tool("sh"))
+            .arg("sh")
             .args(["-c", script, "holder"])
             .arg(&upper)
             .arg(&work)
@@ -862,7 +810,7 @@ impl Drop for Topology {
             let _ = node.holder.wait();
         }
         for ns in self.namespaces.iter().rev() {
-            let mut cmd = Command::new(tool("ip"));
+            let mut cmd = Command::new("ip");
             cmd.args(["netns", "del", ns]);
             let out = run_captured(cmd, EXEC_TIMEOUT);
             if !out.success() {
