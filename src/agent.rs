@@ -20,10 +20,10 @@ use crate::config::{Bind, Config, GossipProfile, JoinAddr};
 use crate::control::{self, MemberStatus, Request, Status};
 use crate::hosts::{self, HostEntry};
 use crate::membership::{self, Event, Keyring, Member, MemberState, Membership, Timing};
-use crate::mesh::{host_prefix, Changes, Mesh, Peer};
+use crate::mesh::{host_prefix, Changes, Local, Mesh, Peer, Refused};
 use crate::netlink::{self, Netlink};
-use crate::nodemeta::NodeMeta;
-use crate::overlay;
+use crate::nodemeta::{Extra, ExtraValue, NodeMeta};
+use crate::overlay::{self, Cidr, MoveReason};
 use crate::state::{self, KeySource, State, StoredNode};
 use crate::transport::{self, Transport};
 use crate::wireguard::{Backend, DeviceConfig, Key};
@@ -39,6 +39,8 @@ const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(60);
 const REJOIN_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a graceful leave may take before we exit anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The gob field that carries routed networks; Go nodes ignore fields they do not know.
+const ROUTED_NETS_FIELD: &str = "RoutedNets";
 
 /// A fatal agent error: what failed and why, for `wesher: error: ...`.
 #[derive(Debug)]
@@ -94,13 +96,16 @@ struct Agent {
     membership: Membership,
     transport: Transport,
     mesh: Mesh,
-    cluster_key: [u8; 32],
     hosts_path: Option<PathBuf>,
     joining: Joining,
     next_rejoin: Instant,
     state_dirty: bool,
     leave_deadline: Option<Instant>,
     control: Option<control::Server>,
+    /// Membership changed since the mesh was last reconciled.
+    mesh_dirty: bool,
+    /// Refusals already logged, so each is logged once.
+    refused: Vec<(String, Refused)>,
 }
 
 impl Agent {
@@ -138,6 +143,7 @@ impl Agent {
         }
         let mut initial = stored.clone();
         initial.cluster_key = Some(cluster_key);
+        initial.extra_keys.retain(|k| *k != cluster_key);
         // Written at once so a generated key survives a crash before the first member joins.
         state::save(&cfg.state_dir, &cfg.interface, &initial)
             .map_err(|e| AgentError(e.to_string()))?;
@@ -149,14 +155,21 @@ impl Agent {
             cfg.advertise_port.unwrap_or(cfg.cluster_port),
         );
 
-        let overlay = overlay::derive(&cfg.overlay_net, &name);
-        if overlay::is_reserved(&cfg.overlay_net, overlay) {
-            error!(
-                "overlay address {overlay} of node {name} is the network or broadcast address of {}; \
-                 pick another node name or overlay network",
-                cfg.overlay_net
-            );
-        }
+        let overlay = match cfg.overlay_addr {
+            Some(addr) => addr,
+            None => {
+                let derived = overlay::derive(&cfg.overlay_net, &name);
+                let free = overlay::first_free(&cfg.overlay_net, &name, &[]).unwrap_or(derived);
+                if free != derived {
+                    error!(
+                        "overlay address {derived} of node {name} is the network or broadcast \
+                         address of {}; using {free} instead",
+                        cfg.overlay_net
+                    );
+                }
+                free
+            }
+        };
 
         let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
         let link = rtnl
@@ -172,15 +185,19 @@ impl Agent {
             .map_err(|e| AgentError(e.to_string()))?;
         configure_link(&mut rtnl, link, overlay, cfg.mtu).map_err(|e| AgentError(e.to_string()))?;
 
-        let meta = NodeMeta::new(overlay, key.public_key().to_base64())
-            .encode()
-            .map_err(|e| fail("encoding our node metadata", e))?;
+        let meta = local_meta(overlay, &key.public_key(), &cfg.routed_nets)?;
         let timing = match cfg.gossip_profile {
             GossipProfile::Wan => Timing::wan(),
             GossipProfile::Lan => Timing::lan(),
         };
         let seed = random_seed().map_err(|e| fail("seeding the random source", e))?;
-        let keyring = Keyring::new(cluster_key);
+        // Keys installed by `wesher key install` survive restarts until removed.
+        let keyring = Keyring::from_keys(
+            std::iter::once(cluster_key)
+                .chain(initial.extra_keys.iter().copied())
+                .collect(),
+        )
+        .map_err(|e| fail("loading the cluster keyring", e))?;
         let membership = Membership::new(
             membership::Config {
                 name: name.clone(),
@@ -242,7 +259,6 @@ impl Agent {
             membership,
             transport,
             mesh: Mesh::default(),
-            cluster_key,
             hosts_path,
             joining: Joining {
                 next_attempt: (!targets.is_empty()).then_some(now),
@@ -255,6 +271,8 @@ impl Agent {
             state_dirty: false,
             leave_deadline: None,
             control,
+            mesh_dirty: false,
+            refused: Vec::new(),
             cfg,
         })
     }
@@ -321,33 +339,25 @@ impl Agent {
     }
 
     fn answer(&mut self, request: Request) -> Result<String, String> {
+        let (key, done) = match &request {
+            Request::Status => return Ok(miniserde::json::to_string(&self.status())),
+            Request::KeyInstall(k) => (k, "installed"),
+            Request::KeyUse(k) => (k, "in use"),
+            Request::KeyRemove(k) => (k, "removed"),
+        };
+        let key = crate::base64::decode_key(key)?;
+        let keyring = self.membership.keyring_mut();
         match request {
-            Request::Status => Ok(miniserde::json::to_string(&self.status())),
-            Request::KeyInstall(k) => {
-                let key = crate::base64::decode_key(&k)?;
-                self.membership.keyring_mut().install(key);
-                self.state_dirty = true;
-                Ok("installed\n".into())
-            }
-            Request::KeyUse(k) => {
-                let key = crate::base64::decode_key(&k)?;
-                self.membership
-                    .keyring_mut()
-                    .use_key(&key)
-                    .map_err(|e| e.to_string())?;
-                self.state_dirty = true;
-                Ok("in use\n".into())
-            }
-            Request::KeyRemove(k) => {
-                let key = crate::base64::decode_key(&k)?;
-                self.membership
-                    .keyring_mut()
-                    .remove(&key)
-                    .map_err(|e| e.to_string())?;
-                self.state_dirty = true;
-                Ok("removed\n".into())
-            }
+            Request::KeyInstall(_) => keyring.install(key),
+            Request::KeyUse(_) => keyring.use_key(&key).map_err(|e| e.to_string())?,
+            _ => keyring.remove(&key).map_err(|e| e.to_string())?,
         }
+        info!(
+            "cluster key {done} (the keyring holds {} keys)",
+            keyring.keys().len()
+        );
+        self.state_dirty = true;
+        Ok(format!("{done}\n"))
     }
 
     fn status(&mut self) -> Status {
@@ -431,6 +441,8 @@ impl Agent {
         if now >= self.next_rejoin {
             self.next_rejoin = now + REJOIN_INTERVAL;
             self.rejoin_lost(now);
+            // Puts back our lines if another tool rewrote the file; a no-op when they are there.
+            self.write_hosts();
         }
     }
 
@@ -484,19 +496,132 @@ impl Agent {
     fn drain_events(&mut self, now: Instant) {
         while let Some(event) = self.membership.poll_event() {
             match event {
-                Event::Join(m) | Event::Update(m) => self.member_up(&m),
+                Event::Join(m) | Event::Update(m) => {
+                    // Checked here so a bad blob is reported once per change, not per reconcile.
+                    if let Err(e) = peer_meta(&m) {
+                        if m.meta.is_empty() {
+                            // Go wesher's first alive carries no metadata; the update that follows does.
+                            debug!("member {} has no metadata yet", m.name);
+                        } else {
+                            warn!("member {} ({}): {e}; not added to the mesh", m.name, m.addr);
+                        }
+                    }
+                    self.mesh_dirty = true;
+                }
                 Event::Leave(m) => {
                     info!(
                         "member {} ({}) left the mesh ({:?})",
                         m.name, m.addr, m.state
                     );
-                    let changes = self.mesh.remove(&m.name);
-                    self.apply(changes);
-                    self.state_dirty = true;
+                    self.mesh_dirty = true;
                 }
                 Event::JoinResult { addr, result } => self.join_result(now, addr, result),
             }
         }
+        if self.mesh_dirty {
+            self.mesh_dirty = false;
+            self.sync_mesh(now);
+            self.state_dirty = true;
+        }
+    }
+
+    /// Bring WireGuard, routes and hosts in line with the current members.
+    fn sync_mesh(&mut self, now: Instant) {
+        let members: Vec<(Member, NodeMeta)> = self
+            .membership
+            .members()
+            .filter(|m| {
+                m.name != self.name && matches!(m.state, MemberState::Alive | MemberState::Suspect)
+            })
+            .filter_map(|m| peer_meta(m).ok().map(|meta| (m.clone(), meta)))
+            .collect();
+        self.resolve_collision(now, &members);
+        let keepalive =
+            (self.cfg.persistent_keepalive > 0).then_some(self.cfg.persistent_keepalive);
+        let want = members
+            .iter()
+            .filter_map(|(m, meta)| {
+                let public_key = Key::from_base64(&meta.pub_key).ok()?;
+                Some(Peer {
+                    name: m.name.clone(),
+                    overlay: meta.overlay_addr,
+                    public_key,
+                    endpoint: SocketAddr::new(m.addr.ip(), self.cfg.wireguard_port),
+                    routed: routed_nets(meta),
+                    keepalive,
+                })
+            })
+            .collect();
+        let local = Local {
+            overlay: self.overlay,
+            overlay_net: self.cfg.overlay_net,
+            routed: self.cfg.routed_nets.clone(),
+        };
+        let result = self.mesh.reconcile(want, &local);
+        for (name, why) in &result.refused {
+            if !self.refused.contains(&(name.clone(), why.clone())) {
+                error!("member {name}: {why}");
+            }
+        }
+        self.refused = result.refused;
+        if !result.changes.is_empty() {
+            info!(
+                "mesh: {} peers; applying {} WireGuard changes, {} route additions, {} route removals",
+                self.mesh.peers().count(),
+                result.changes.wireguard.len(),
+                result.changes.routes_add.len(),
+                result.changes.routes_del.len()
+            );
+        }
+        self.apply(result.changes);
+    }
+
+    /// Move our overlay address when another member holds it and wins by name order, and tell
+    /// everyone. Go peers follow because they use the advertised address.
+    fn resolve_collision(&mut self, now: Instant, members: &[(Member, NodeMeta)]) {
+        let others: Vec<(String, IpAddr)> = members
+            .iter()
+            .map(|(m, meta)| (m.name.clone(), meta.overlay_addr))
+            .collect();
+        let Some(mv) = overlay::must_move(&self.cfg.overlay_net, &self.name, self.overlay, &others)
+        else {
+            return;
+        };
+        let MoveReason::Collision { with } = mv.reason else {
+            return; // reserved addresses were avoided at start
+        };
+        if self.cfg.overlay_addr.is_some() {
+            error!(
+                "overlay address {} set by --overlay-addr is also advertised by {with}; \
+                 one of the two must change",
+                self.overlay
+            );
+            return;
+        }
+        error!(
+            "overlay address {} collides with member {with}, whose name sorts first; moving to {}",
+            self.overlay, mv.to
+        );
+        let meta = match local_meta(mv.to, &self.public_key, &self.cfg.routed_nets) {
+            Ok(m) => m,
+            Err(e) => {
+                error!("{e}");
+                return;
+            }
+        };
+        let (old, new) = (
+            (self.overlay, host_prefix(self.overlay)),
+            (mv.to, host_prefix(mv.to)),
+        );
+        if let Err(e) = self
+            .rtnl
+            .add_address(self.link, new.0, new.1)
+            .and_then(|()| self.rtnl.del_address(self.link, old.0, old.1))
+        {
+            error!("moving the overlay address on {}: {e}", self.cfg.interface);
+        }
+        self.overlay = mv.to;
+        self.membership.set_meta(now, meta);
     }
 
     fn join_result(&mut self, now: Instant, addr: SocketAddr, result: Result<usize, String>) {
@@ -526,55 +651,6 @@ impl Agent {
                 );
                 self.schedule_join_retry(now);
             }
-        }
-    }
-
-    fn member_up(&mut self, m: &Member) {
-        let meta = match NodeMeta::decode(&m.meta) {
-            Ok((meta, _format)) => meta,
-            Err(e) => {
-                // Go wesher's first alive carries no metadata; the update that follows does.
-                if m.meta.is_empty() {
-                    debug!("member {} has no metadata yet", m.name);
-                } else {
-                    warn!("member {} ({}): unusable metadata: {e}", m.name, m.addr);
-                }
-                return;
-            }
-        };
-        let public_key = match Key::from_base64(&meta.pub_key) {
-            Ok(k) => k,
-            Err(e) => {
-                warn!(
-                    "member {} ({}): bad WireGuard public key: {e}",
-                    m.name, m.addr
-                );
-                return;
-            }
-        };
-        let peer = Peer {
-            name: m.name.clone(),
-            overlay: meta.overlay_addr,
-            public_key,
-            endpoint: SocketAddr::new(m.addr.ip(), self.cfg.wireguard_port),
-            routed: Vec::new(),
-            keepalive: (self.cfg.persistent_keepalive > 0).then_some(self.cfg.persistent_keepalive),
-        };
-        match self.mesh.upsert(peer, self.overlay) {
-            Ok(changes) => {
-                if !changes.is_empty() {
-                    info!(
-                        "member {} ({}) is in the mesh at {}",
-                        m.name, m.addr, meta.overlay_addr
-                    );
-                }
-                self.apply(changes);
-                self.state_dirty = true;
-            }
-            Err(refused) => error!(
-                "member {} ({}) advertises overlay {} which collides ({refused:?}); not added",
-                m.name, m.addr, meta.overlay_addr
-            ),
         }
     }
 
@@ -634,8 +710,16 @@ impl Agent {
                 meta: m.meta.clone(),
             })
             .collect();
+        let keyring = self.membership.keyring_mut();
+        let primary = *keyring.primary();
         let state = State {
-            cluster_key: Some(self.cluster_key),
+            cluster_key: Some(primary),
+            extra_keys: keyring
+                .keys()
+                .iter()
+                .filter(|k| **k != primary)
+                .copied()
+                .collect(),
             nodes,
         };
         if let Err(e) = state::save(&self.cfg.state_dir, &self.cfg.interface, &state) {
@@ -656,6 +740,39 @@ impl Agent {
         }
         info!("node {} stopped", self.name);
     }
+}
+
+/// Our gob metadata: overlay address, WireGuard key, and the routed networks as an extra field.
+fn local_meta(overlay: IpAddr, public_key: &Key, routed: &[Cidr]) -> Result<Vec<u8>, AgentError> {
+    let mut meta = NodeMeta::new(overlay, public_key.to_base64());
+    if !routed.is_empty() {
+        meta.extras.push(Extra {
+            name: ROUTED_NETS_FIELD.into(),
+            value: ExtraValue::Strings(routed.iter().map(Cidr::to_string).collect()),
+        });
+    }
+    meta.encode()
+        .map_err(|e| fail("encoding our node metadata", e))
+}
+
+/// A member's metadata, with its WireGuard key checked.
+fn peer_meta(m: &Member) -> Result<NodeMeta, String> {
+    let (meta, _format) =
+        NodeMeta::decode(&m.meta).map_err(|e| format!("unusable metadata: {e}"))?;
+    Key::from_base64(&meta.pub_key).map_err(|e| format!("bad WireGuard public key: {e}"))?;
+    Ok(meta)
+}
+
+/// The routed networks a member advertises; entries that do not parse are skipped.
+fn routed_nets(meta: &NodeMeta) -> Vec<Cidr> {
+    meta.extras
+        .iter()
+        .filter(|e| e.name == ROUTED_NETS_FIELD)
+        .flat_map(|e| match &e.value {
+            ExtraValue::Strings(v) => v.iter().filter_map(|s| s.parse().ok()).collect(),
+            ExtraValue::Addrs(_) => Vec::new(),
+        })
+        .collect()
 }
 
 /// Put the overlay address (and only it) on the link, set the MTU and bring it up. Routes left

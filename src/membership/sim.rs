@@ -63,6 +63,8 @@ pub struct NodeCounters {
     pub bytes_in: u64,
     pub streams_opened: u64,
     pub stream_bytes_out: u64,
+    /// Largest datagram sent.
+    pub max_packet: usize,
 }
 
 enum Item {
@@ -103,6 +105,8 @@ struct SimNode {
     gen: u32,
     scheduled: Option<Instant>,
     group: u32,
+    /// UDP to and from this node is dropped (TCP still works).
+    udp_blocked: bool,
     next_incoming: u64,
     events: Vec<(Duration, Event)>,
     counters: NodeCounters,
@@ -160,6 +164,7 @@ impl Sim {
             gen: 0,
             scheduled: None,
             group: 0,
+            udp_blocked: false,
             next_incoming: 0,
             events: Vec::new(),
             counters: NodeCounters::default(),
@@ -248,6 +253,12 @@ impl Sim {
     /// Removes every partition.
     pub fn heal(&mut self) {
         self.partition(&[]);
+    }
+
+    /// Drops every datagram to or from node `i` while TCP keeps working (a misconfigured
+    /// firewall), or lifts that.
+    pub fn block_udp(&mut self, i: usize, blocked: bool) {
+        self.nodes[i].udp_blocked = blocked;
     }
 
     pub fn set_loss(&mut self, loss: f64) {
@@ -449,11 +460,13 @@ impl Sim {
                 let c = &mut self.nodes[i].counters;
                 c.packets_out += 1;
                 c.bytes_out += bytes.len() as u64;
+                c.max_packet = c.max_packet.max(bytes.len());
                 let Some(&j) = self.by_addr.get(&to) else {
                     return;
                 };
                 let lost = self.cfg.loss > 0.0 && self.rng.unit() < self.cfg.loss;
-                if lost || !self.reachable(i, j) {
+                let blocked = self.nodes[i].udp_blocked || self.nodes[j].udp_blocked;
+                if lost || blocked || !self.reachable(i, j) {
                     return;
                 }
                 let from = self.nodes[i].addr;

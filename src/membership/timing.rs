@@ -29,6 +29,13 @@ pub struct Timing {
     pub awareness_max_multiplier: u32,
 }
 
+impl Default for Timing {
+    /// WAN timing, what Go wesher uses.
+    fn default() -> Self {
+        Timing::wan()
+    }
+}
+
 impl Timing {
     /// memberlist's DefaultWANConfig, what Go wesher uses.
     pub fn wan() -> Self {
