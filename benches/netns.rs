@@ -606,6 +606,12 @@ fn footprint(lab: &Lab, idle: Duration) -> Res<()> {
     Ok(())
 }
 
+/// A write to wireguard-go's UAPI socket: the only Unix stream socket wesher writes to (the
+/// control socket has no client here).
+fn is_uapi(strace_line: &str) -> bool {
+    strace_line.contains("UNIX")
+}
+
 /// strace of node `watch`'s wesher while the last node starts and joins, then crashes.
 fn trace_event(lab: &mut Lab, watch: usize, profile: &str) -> Res<()> {
     let newcomer = lab.nodes.len() - 1;
@@ -658,7 +664,7 @@ fn trace_event(lab: &mut Lab, watch: usize, profile: &str) -> Res<()> {
     ] {
         let mut by: HashMap<&str, (usize, u64)> = HashMap::new();
         for l in part.iter() {
-            let kind = if l.contains(".sock") && l.contains("wireguard") {
+            let kind = if is_uapi(l) {
                 "UAPI socket"
             } else if l.contains("NETLINK") {
                 "netlink"
@@ -685,6 +691,15 @@ fn trace_event(lab: &mut Lab, watch: usize, profile: &str) -> Res<()> {
         for (kind, (calls, bytes)) in kinds {
             println!("| {phase} | {kind} | {calls} | {bytes} |");
         }
+    }
+    println!("\nWrites classified as other (first 120 characters):");
+    for l in lines.iter().filter(|l| {
+        !is_uapi(l)
+            && !["NETLINK", "/etc/", "state", "UDP", "TCP"]
+                .iter()
+                .any(|k| l.contains(k))
+    }) {
+        println!("    {}", l.chars().take(120).collect::<String>());
     }
     println!("\nUAPI requests seen (keys elided):");
     for l in lines
