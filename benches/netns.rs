@@ -701,25 +701,9 @@ fn trace_event(lab: &mut Lab, watch: usize, profile: &str) -> Res<()> {
     }) {
         println!("    {}", l.chars().take(120).collect::<String>());
     }
-    println!("\nUAPI requests seen (keys elided):");
-    for l in lines
-        .iter()
-        .filter(|l| l.contains(".sock") && l.contains("wireguard"))
-    {
-        let body = l
-            .split_once(", \"")
-            .and_then(|(_, r)| r.split_once("\", "))
-            .map(|(b, _)| b)
-            .unwrap_or("");
-        let shown: Vec<String> = body
-            .split("\\n")
-            .filter(|s| !s.is_empty())
-            .map(|s| match s.split_once('=') {
-                Some((k, v)) if v.len() == 64 => format!("{k}=<{}>", &v[..8]),
-                _ => s.to_owned(),
-            })
-            .collect();
-        println!("    {}", shown.join(" | "));
+    println!("\nUAPI and netlink writes, as strace shows them (first 400 characters):");
+    for l in lines.iter().filter(|l| is_uapi(l) || l.contains("NETLINK")) {
+        println!("    {}", l.chars().take(400).collect::<String>());
     }
     Ok(())
 }
