@@ -14,8 +14,10 @@ SUBNET=192.168.77
 # The init registers cases; in a case's own shell the registrations are no-ops.
 case_add() { :; }
 
-# Ends the case as failed, with a reason the summary line shows.
+# Ends the case as failed, with a reason the summary line shows; a case file may define
+# on_fail to print diagnostics first.
 fail() {
+    if command -v on_fail >/dev/null; then on_fail; fi
     echo "REASON: $*"
     exit 1
 }
@@ -23,6 +25,10 @@ fail() {
 skip() {
     echo "REASON: $*"
     exit 77
+}
+# Reports a result for a part of the case: PASS|FAIL|SKIP NAME [REASON].
+subresult() {
+    echo "$1 $2${3:+: $3}" >>/tmp/subresults
 }
 # Runs a command, failing the case with its output when it fails.
 must() {

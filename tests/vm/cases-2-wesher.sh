@@ -1,0 +1,190 @@
+# wesher itself on kernel WireGuard: three nodes, one per namespace of the self-test topology,
+# each with its own node name, hosts file (/etc/netns/nodeN/hosts) and state directory. wesher
+# creates and configures the links; wg and ip only look. Cases run in order and build on each other.
+
+WG_IFACE=wgoverlay
+WG_PORT=51900 # not the default, to see the flag reach both the device and the peers' endpoints
+BANNER="# ! managed automatically by wesher interface $WG_IFACE"
+
+if [ -n "$AGENT" ]; then
+    case_add wesher/mesh-forms 240 wesher_mesh_forms
+    case_add wesher/ping-by-hostname 180 wesher_ping_by_hostname
+    case_add wesher/wg-show-agrees 120 wesher_wg_show_agrees
+    case_add wesher/restart-new-key 240 wesher_restart_new_key
+    case_add wesher/leave-removes-peer 180 wesher_leave_removes_peer
+    case_add wesher/shutdown-deletes-link 180 wesher_shutdown_deletes_link
+fi
+
+# The overlay address Go wesher derives for nodeN in 10.0.0.0/8 (FNV-1a 128 vectors, SPEC 3).
+overlay_of() {
+    case $1 in 1) echo 10.59.73.60 ;; 2) echo 10.59.76.237 ;; 3) echo 10.59.75.178 ;; esac
+}
+
+# Starts wesher in nodeN under a wrapper shell that records its exit code in /tmp/nodeN.rc.
+start_node() { # N [ARGS...]
+    n=$1
+    shift
+    rm -f "/tmp/node$n.rc" "/tmp/node$n.pid"
+    [ -f /tmp/cluster.key ] || head -c 32 /dev/urandom | base64 >/tmp/cluster.key
+    echo "=== start node$n $*" >>"/tmp/node$n.log"
+    # ip netns exec execs wesher, so $! inside the wrapper is wesher's own process id.
+    sh -c "$IP netns exec node$n $WESHER --cluster-key $(cat /tmp/cluster.key) --node-name node$n \
+        --state-dir /var/lib/wesher-node$n --bind-addr $SUBNET.$n --wireguard-port $WG_PORT \
+        --gossip-profile lan --log-level debug $* >>/tmp/node$n.log 2>&1 &
+        echo \$! >/tmp/node$n.pid
+        wait \$!
+        echo \$? >/tmp/node$n.rc" </dev/null >/dev/null 2>&1 &
+    wait_for 10 "node$n's pid file" test -s "/tmp/node$n.pid"
+}
+
+# Sends SIGTERM to nodeN's wesher and checks it exits 0 within the leave timeout.
+stop_node() { # N
+    pid=$(cat "/tmp/node$1.pid")
+    kill -TERM "$pid" || fail "node$1 (pid $pid) was not running"
+    wait_for 30 "node$1 exits after SIGTERM" test -s "/tmp/node$1.rc"
+    rc=$(cat "/tmp/node$1.rc")
+    [ "$rc" = 0 ] || fail "node$1 exited $rc after SIGTERM"
+}
+
+pubkey_of() {
+    in_node "$1" $WG show $WG_IFACE public-key
+}
+
+# Node N's WireGuard peers, sorted public keys.
+peers_of() {
+    in_node "$1" $WG show $WG_IFACE peers | sort
+}
+
+# True when node N's peers are exactly the given nodes' current public keys.
+has_peers() { # N M...
+    n=$1
+    shift
+    want=$(for m in "$@"; do pubkey_of "$m"; done | sort)
+    got=$(peers_of "$n")
+    echo "node$n peers: $got"
+    echo "want: $want"
+    [ -n "$got" ] && [ "$got" = "$want" ]
+}
+
+# On failure, the nodes' recent logs and WireGuard state (fail() calls this).
+on_fail() {
+    for n in $NODES; do
+        echo "--- node$n log (tail)"
+        tail -n 25 "/tmp/node$n.log" 2>/dev/null
+        echo "--- node$n wg show"
+        in_node "$n" $WG show $WG_IFACE 2>&1
+    done
+}
+
+wesher_mesh_forms() {
+    start_node 1 --init
+    # node1 must be listening before the others join; wesher retries anyway.
+    wait_for 60 "node1's $WG_IFACE link" in_node 1 $IP link show $WG_IFACE
+    start_node 2 --join $SUBNET.1
+    start_node 3 --join $SUBNET.1
+    for n in $NODES; do
+        wait_for 60 "node$n's $WG_IFACE link" in_node "$n" $IP link show $WG_IFACE
+    done
+    wait_for 90 "node1 peers with node2 and node3" has_peers 1 2 3
+    wait_for 60 "node2 peers with node1 and node3" has_peers 2 1 3
+    wait_for 60 "node3 peers with node1 and node2" has_peers 3 1 2
+    for n in $NODES; do
+        in_node "$n" $IP -d link show $WG_IFACE | grep -q wireguard || fail "node$n: $WG_IFACE is not a kernel wireguard link"
+        in_node "$n" $IP link show $WG_IFACE | grep -q 'mtu 1420' || fail "node$n: MTU is not 1420"
+        in_node "$n" $IP link show $WG_IFACE | grep -q '[<,]UP[,>]' || fail "node$n: link is not up"
+        addrs=$(in_node "$n" $IP -4 -o addr show dev $WG_IFACE | awk '{print $4}')
+        [ "$addrs" = "$(overlay_of "$n")/32" ] || fail "node$n: $WG_IFACE addresses '$addrs', want $(overlay_of "$n")/32"
+    done
+}
+
+wesher_ping_by_hostname() {
+    for n in $NODES; do
+        for m in $NODES; do
+            [ "$n" = "$m" ] && continue
+            # The name must resolve to the peer's overlay address through a wesher-managed line.
+            line=$(grep -F "$BANNER" "/etc/netns/node$n/hosts" | awk -v h="node$m" '$2 == h')
+            [ "$(echo "$line" | awk '{print $1}')" = "$(overlay_of "$m")" ] ||
+                fail "node$n's hosts file has no managed line for node$m: $(cat "/etc/netns/node$n/hosts")"
+            wait_for 30 "node$n pings node$m by name" in_node "$n" $PING -c1 -W2 "node$m"
+        done
+        grep -F "$BANNER" "/etc/netns/node$n/hosts" | grep -qw "node$n" && fail "node$n's hosts file lists itself"
+    done
+    # The pings crossed the tunnels: every node has handshaken with both peers.
+    for n in $NODES; do
+        hs=$(in_node "$n" $WG show $WG_IFACE latest-handshakes | awk '$2 > 0' | wc -l)
+        [ "$hs" = 2 ] || fail "node$n has handshaken with $hs peers, want 2"
+    done
+}
+
+wesher_wg_show_agrees() {
+    for n in $NODES; do
+        in_node "$n" $WG show $WG_IFACE dump >/tmp/dump || fail "wg show dump on node$n"
+        cat /tmp/dump
+        port=$(head -n1 /tmp/dump | cut -f3)
+        [ "$port" = "$WG_PORT" ] || fail "node$n listens on '$port', want $WG_PORT"
+        [ "$(tail -n +2 /tmp/dump | wc -l)" = 2 ] || fail "node$n does not have exactly 2 peers"
+        for m in $NODES; do
+            [ "$n" = "$m" ] && continue
+            pub=$(pubkey_of "$m")
+            peer=$(awk -v k="$pub" '$1 == k' /tmp/dump)
+            [ -n "$peer" ] || fail "node$n has no peer with node$m's public key $pub"
+            endpoint=$(echo "$peer" | cut -f3)
+            allowed=$(echo "$peer" | cut -f4)
+            keepalive=$(echo "$peer" | cut -f8)
+            [ "$endpoint" = "$SUBNET.$m:$WG_PORT" ] || fail "node$n: node$m's endpoint '$endpoint', want $SUBNET.$m:$WG_PORT"
+            [ "$allowed" = "$(overlay_of "$m")/32" ] || fail "node$n: node$m's allowed IPs '$allowed', want $(overlay_of "$m")/32"
+            [ "$keepalive" = off ] || fail "node$n: node$m's keepalive '$keepalive', want off"
+            in_node "$n" $IP -4 route show dev $WG_IFACE | grep -q "^$(overlay_of "$m") " ||
+                fail "node$n has no route to node$m's overlay address on $WG_IFACE"
+            # What node m advertises: its gob metadata (base64 in node n's state file) holds the key.
+            meta=$(tr '{' '\n' <"/var/lib/wesher-node$n/$WG_IFACE.json" | grep "\"Name\": *\"node$m\"" |
+                sed -n 's/.*"Meta": *"\([^"]*\)".*/\1/p')
+            [ -n "$meta" ] || fail "node$n's state file has no metadata for node$m"
+            echo "$meta" | base64 -d | strings -n 8 | grep -qF "$pub" ||
+                fail "node$m's advertised metadata (in node$n's state) does not carry its device key $pub"
+        done
+    done
+}
+
+wesher_restart_new_key() {
+    old=$(pubkey_of 2)
+    stop_node 2
+    start_node 2 --join $SUBNET.1
+    wait_for 60 "node2's $WG_IFACE link" in_node 2 $IP link show $WG_IFACE
+    new=$(pubkey_of 2)
+    [ -n "$new" ] && [ "$new" != "$old" ] || fail "node2 kept its WireGuard key $old across a restart"
+    wait_for 90 "node1 has node2's new key" has_peers 1 2 3
+    wait_for 60 "node3 has node2's new key" has_peers 3 1 2
+    wait_for 60 "node2 peers with node1 and node3" has_peers 2 1 3
+    for n in 1 3; do
+        peers_of "$n" | grep -qxF "$old" && fail "node$n still has node2's old key"
+        wait_for 30 "node$n pings node2 by name" in_node "$n" $PING -c1 -W2 node2
+    done
+    wait_for 30 "node2 pings node1 by name" in_node 2 $PING -c1 -W2 node1
+}
+
+wesher_leave_removes_peer() {
+    gone=$(pubkey_of 3)
+    stop_node 3
+    for n in 1 2; do
+        wait_for 60 "node$n drops node3's peer" sh -c "! $IP netns exec node$n $WG show $WG_IFACE peers | grep -qxF '$gone'"
+        wait_for 30 "node$n drops the route to node3" sh -c \
+            "! $IP netns exec node$n $IP -4 route show dev $WG_IFACE | grep -q '^$(overlay_of 3) '"
+        wait_for 30 "node$n's hosts file drops node3" sh -c "! grep -F '$BANNER' /etc/netns/node$n/hosts | grep -qw node3"
+    done
+    has_peers 1 2 || fail "node1's peers changed beyond node3"
+    has_peers 2 1 || fail "node2's peers changed beyond node3"
+}
+
+wesher_shutdown_deletes_link() {
+    # node3 left in the previous case; node1 and node2 stop now.
+    stop_node 1
+    stop_node 2
+    for n in $NODES; do
+        if in_node "$n" $IP link show $WG_IFACE >/dev/null 2>&1; then
+            fail "node$n's $WG_IFACE link still exists after wesher exited"
+        fi
+        grep -qF "$BANNER" "/etc/netns/node$n/hosts" && fail "node$n's hosts file keeps managed lines after exit"
+        grep -q localhost "/etc/netns/node$n/hosts" || fail "node$n's hosts file lost its own lines"
+    done
+}
