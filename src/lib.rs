@@ -1,3 +1,11 @@
 //! wesher: a WireGuard mesh manager speaking hashicorp memberlist's wire protocol.
 
+pub mod base64;
+pub mod fsutil;
+pub mod hosts;
 pub mod membership;
+pub mod netlink;
+pub mod nodemeta;
+pub mod overlay;
+pub mod state;
+pub mod wireguard;

@@ -27,13 +27,26 @@ pub enum Transmit {
 /// What the driver feeds the core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
-    Datagram { from: SocketAddr, bytes: Vec<u8> },
+    Datagram {
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
     /// A peer connected to our TCP listener.
-    Accepted { id: StreamId, from: SocketAddr },
+    Accepted {
+        id: StreamId,
+        from: SocketAddr,
+    },
     /// An outgoing `Connect` succeeded.
-    Connected { id: StreamId },
+    Connected {
+        id: StreamId,
+    },
     /// Bytes read from a stream, in order.
-    StreamData { id: StreamId, bytes: Vec<u8> },
+    StreamData {
+        id: StreamId,
+        bytes: Vec<u8>,
+    },
     /// The stream ended: peer closed, connect failed, or an I/O error. Final for that id.
-    StreamClosed { id: StreamId },
+    StreamClosed {
+        id: StreamId,
+    },
 }

@@ -1,4 +1,7 @@
 //! memberlist-compatible gossip membership as a sans-IO state machine.
 
 pub mod io;
+pub mod keyring;
 pub mod message;
+mod msgpack;
+pub mod wire;

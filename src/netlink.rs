@@ -1,0 +1,767 @@
+//! rtnetlink: links, addresses, routes, and bind-address autodetection.
+//!
+//! Every call is one synchronous request on a plain netlink socket: send with a fresh
+//! sequence number, read replies (skipping any with another sequence number) until the
+//! ACK, the error or the end of the dump. No background thread.
+
+use std::fmt;
+use std::io::Cursor;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use neli::{
+    attr::Attribute,
+    consts::{
+        nl::{NlType, NlmF},
+        rtnl::{
+            Arphrd, Ifa, IfaF, Iff, Ifla, IflaInfo, RtAddrFamily, RtScope, RtTable, Rta, RtaType,
+            Rtm, Rtn, Rtprot,
+        },
+        socket::NlFamily,
+    },
+    nl::{NlPayload, NlmsghdrBuilder},
+    rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder},
+    rtnl::{Rtmsg, RtmsgBuilder},
+    socket::synchronous::NlSocketHandle,
+    types::{Buffer, RtBuffer},
+    utils::Groups,
+    FromBytesWithInput, Size, ToBytes,
+};
+
+/// A failed kernel (or WireGuard daemon) operation: what was being done, and why it failed.
+#[derive(Debug, Clone)]
+pub struct Error {
+    context: String,
+    errno: Option<i32>,
+    detail: String,
+}
+
+impl Error {
+    pub(crate) fn new(context: impl Into<String>, detail: impl Into<String>) -> Error {
+        Error {
+            context: context.into(),
+            errno: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// An error number from the kernel or a daemon, described as strerror does.
+    pub(crate) fn errno(context: impl Into<String>, errno: i32) -> Error {
+        let text = std::io::Error::from_raw_os_error(errno).to_string();
+        // std appends " (os error N)"; the description alone reads better in a message.
+        let detail = match text.rfind(" (os error ") {
+            Some(at) => text[..at].to_string(),
+            None => text,
+        };
+        Error {
+            context: context.into(),
+            errno: Some(errno),
+            detail,
+        }
+    }
+
+    /// The positive error number, when the failure carried one.
+    pub fn raw_errno(&self) -> Option<i32> {
+        self.errno
+    }
+
+    pub(crate) fn with_context(mut self, context: impl Into<String>) -> Error {
+        self.context = context.into();
+        self
+    }
+
+    pub(crate) fn with_hint(mut self, hint: &str) -> Error {
+        self.detail = format!("{} ({hint})", self.detail);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.detail)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// One netlink socket doing synchronous request/response exchanges; shared by
+/// rtnetlink here and WireGuard's generic netlink.
+pub(crate) struct Conn {
+    sock: NlSocketHandle,
+    seq: u32,
+}
+
+impl Conn {
+    pub(crate) fn open(family: NlFamily, what: &str) -> Result<Conn, Error> {
+        let sock = NlSocketHandle::connect(family, None, Groups::empty())
+            .map_err(|e| Error::new(format!("opening {what} netlink socket"), e.to_string()))?;
+        Ok(Conn { sock, seq: 0 })
+    }
+
+    /// Sends one request and returns the payloads of its replies. Non-dump requests ask
+    /// for an ACK, so a failure always comes back as an error number.
+    pub(crate) fn request<T, P>(
+        &mut self,
+        what: &str,
+        ty: T,
+        flags: NlmF,
+        payload: P,
+    ) -> Result<Vec<P>, Error>
+    where
+        T: NlType + fmt::Debug,
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug,
+    {
+        let fail = |detail: String| Error::new(what, detail);
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let dump = flags.contains(NlmF::DUMP);
+        let flags = if dump {
+            flags | NlmF::REQUEST
+        } else {
+            flags | NlmF::REQUEST | NlmF::ACK
+        };
+        let msg = NlmsghdrBuilder::default()
+            .nl_type(ty)
+            .nl_flags(flags)
+            .nl_seq(seq)
+            .nl_payload(NlPayload::Payload(payload))
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        self.sock.send(&msg).map_err(|e| fail(e.to_string()))?;
+
+        let mut replies = Vec::new();
+        loop {
+            let (messages, _) = self
+                .sock
+                .recv::<u16, Buffer>()
+                .map_err(|e| fail(e.to_string()))?;
+            for msg in messages {
+                let msg = msg.map_err(|e| fail(format!("malformed reply: {e}")))?;
+                if *msg.nl_seq() != seq {
+                    continue; // left over from an earlier request that failed midway
+                }
+                match msg.nl_payload() {
+                    NlPayload::Payload(bytes) => {
+                        let parsed =
+                            P::from_bytes_with_input(&mut Cursor::new(bytes.as_ref()), bytes.len())
+                                .map_err(|e| fail(format!("malformed reply: {e}")))?;
+                        replies.push(parsed);
+                    }
+                    NlPayload::Ack(_) => return Ok(replies),
+                    NlPayload::Err(e) => return Err(Error::errno(what, -*e.error())),
+                    NlPayload::DumpExtAck(done) if *done.error() != 0 => {
+                        return Err(Error::errno(what, -*done.error()))
+                    }
+                    NlPayload::DumpExtAck(_) | NlPayload::Empty => {
+                        if dump && *msg.nl_type() == u16::from(neli::consts::nl::Nlmsg::Done) {
+                            return Ok(replies);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A network interface as rtnetlink describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// IFLA_INFO_KIND: "wireguard", "tun", "veth", ...; `None` for physical devices.
+    pub kind: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// An address on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// A route in the main table through one interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub index: u32,
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// Where to bind the cluster sockets and which address to tell peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindAddrs {
+    pub bind: IpAddr,
+    pub advertise: IpAddr,
+}
+
+/// An address considered by bind autodetection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    /// The address sits on an interface that carries a default route.
+    pub default_route: bool,
+}
+
+const EEXIST: i32 = libc::EEXIST;
+const ENODEV: i32 = libc::ENODEV;
+const ESRCH: i32 = libc::ESRCH;
+const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
+const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
+
+/// An rtnetlink socket.
+pub struct Netlink {
+    conn: Conn,
+}
+
+impl Netlink {
+    pub fn open() -> Result<Netlink, Error> {
+        Ok(Netlink {
+            conn: Conn::open(NlFamily::Route, "route")?,
+        })
+    }
+
+    /// The interface called `name`, or `None` when there is none.
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>, Error> {
+        let msg = ifinfo(0, Iff::empty(), vec![rtattr(Ifla::Ifname, name)?])?;
+        match self.conn.request(
+            &format!("looking up link {name}"),
+            Rtm::Getlink,
+            NlmF::empty(),
+            msg,
+        ) {
+            Ok(replies) => Ok(replies.iter().find_map(parse_link)),
+            Err(e) if e.errno == Some(ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, Error> {
+        Ok(self.link(name)?.map(|link| link.index))
+    }
+
+    pub fn links(&mut self) -> Result<Vec<Link>, Error> {
+        let msg = ifinfo(0, Iff::empty(), Vec::new())?;
+        let replies = self
+            .conn
+            .request("listing links", Rtm::Getlink, NlmF::DUMP, msg)?;
+        Ok(replies.iter().filter_map(parse_link).collect())
+    }
+
+    /// Creates a WireGuard link; an existing link of that name (such as one a
+    /// userspace daemon made) is returned as it is.
+    pub fn create_wireguard(&mut self, name: &str) -> Result<Link, Error> {
+        let what = format!("creating link {name}");
+        let kind = RtattrBuilder::default()
+            .rta_type(Ifla::Linkinfo)
+            .rta_payload(Buffer::new())
+            .build()
+            .map_err(|e| Error::new(&what, e.to_string()))?
+            .nest(&rtattr(IflaInfo::Kind, "wireguard")?)
+            .map_err(|e| Error::new(&what, e.to_string()))?;
+        let msg = ifinfo(0, Iff::empty(), vec![rtattr(Ifla::Ifname, name)?, kind])?;
+        match self
+            .conn
+            .request(&what, Rtm::Newlink, NlmF::CREATE | NlmF::EXCL, msg)
+        {
+            Ok(_) => {}
+            Err(e) if e.errno == Some(EEXIST) => {}
+            Err(e) if e.errno == Some(EOPNOTSUPP) => {
+                return Err(e.with_hint(
+                    "the kernel has no WireGuard module; install wireguard-go or load the module",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        self.link(name)?
+            .ok_or_else(|| Error::new(what, "the link vanished right after it was created"))
+    }
+
+    pub fn delete_link(&mut self, index: u32) -> Result<(), Error> {
+        let msg = ifinfo(index, Iff::empty(), Vec::new())?;
+        self.conn.request(
+            &format!("deleting link {index}"),
+            Rtm::Dellink,
+            NlmF::empty(),
+            msg,
+        )?;
+        Ok(())
+    }
+
+    /// Sets the MTU and brings the link up.
+    pub fn set_mtu_up(&mut self, index: u32, mtu: u32) -> Result<(), Error> {
+        let msg = ifinfo(index, Iff::UP, vec![rtattr(Ifla::Mtu, mtu)?])?;
+        self.conn.request(
+            &format!("setting MTU {mtu} and up on link {index}"),
+            Rtm::Newlink,
+            NlmF::empty(),
+            msg,
+        )?;
+        Ok(())
+    }
+
+    /// Every address, or those of one interface; IPv4 first, in kernel order.
+    pub fn addresses(&mut self, index: Option<u32>) -> Result<Vec<Address>, Error> {
+        let msg = ifaddr(RtAddrFamily::Unspecified, 0, 0, Vec::new())?;
+        let replies = self
+            .conn
+            .request("listing addresses", Rtm::Getaddr, NlmF::DUMP, msg)?;
+        Ok(replies
+            .iter()
+            .filter_map(parse_address)
+            .filter(|a| index.is_none_or(|i| a.index == i))
+            .collect())
+    }
+
+    /// Adds (or refreshes) an address; adding one that is there already is fine.
+    pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), Error> {
+        let what = format!("adding address {addr}/{prefix_len} to link {index}");
+        let msg = address_msg(index, addr, prefix_len)?;
+        self.conn
+            .request(&what, Rtm::Newaddr, NlmF::CREATE | NlmF::REPLACE, msg)?;
+        Ok(())
+    }
+
+    /// Removes an address; removing one that is not there is fine.
+    pub fn del_address(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), Error> {
+        let what = format!("removing address {addr}/{prefix_len} from link {index}");
+        let msg = address_msg(index, addr, prefix_len)?;
+        match self.conn.request(&what, Rtm::Deladdr, NlmF::empty(), msg) {
+            Err(e) if e.errno != Some(EADDRNOTAVAIL) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Routes of the main table through the interface, except the ones the kernel
+    /// adds by itself for addresses.
+    pub fn routes(&mut self, index: u32) -> Result<Vec<Route>, Error> {
+        Ok(self
+            .main_routes()?
+            .into_iter()
+            .filter(|(route, proto)| route.index == index && *proto != Rtprot::Kernel)
+            .map(|(route, _)| route)
+            .collect())
+    }
+
+    /// Adds (or takes over) a link-scope route to `dst/prefix_len` through the interface.
+    pub fn add_route(&mut self, index: u32, dst: IpAddr, prefix_len: u8) -> Result<(), Error> {
+        let what = format!("adding route {dst}/{prefix_len} to link {index}");
+        let msg = route_msg(index, dst, prefix_len)?;
+        self.conn
+            .request(&what, Rtm::Newroute, NlmF::CREATE | NlmF::REPLACE, msg)?;
+        Ok(())
+    }
+
+    /// Removes a route; removing one that is not there is fine.
+    pub fn del_route(&mut self, index: u32, dst: IpAddr, prefix_len: u8) -> Result<(), Error> {
+        let what = format!("removing route {dst}/{prefix_len} from link {index}");
+        let msg = route_msg(index, dst, prefix_len)?;
+        match self.conn.request(&what, Rtm::Delroute, NlmF::empty(), msg) {
+            Err(e) if e.errno != Some(ESRCH) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The first address of the named interface (--bind-iface), as Go's
+    /// `net.Interface.Addrs()[0]`: kernel order, IPv4 before IPv6.
+    pub fn first_address(&mut self, name: &str) -> Result<IpAddr, Error> {
+        let what = format!("finding the address of interface {name}");
+        let index = self
+            .link_index(name)?
+            .ok_or_else(|| Error::new(&what, "no such interface"))?;
+        self.addresses(Some(index))?
+            .first()
+            .map(|a| a.addr)
+            .ok_or_else(|| Error::new(what, "the interface has no address"))
+    }
+
+    /// Bind autodetection as Go wesher does it (SPEC section 1).
+    pub fn detect_bind(&mut self) -> Result<BindAddrs, Error> {
+        let up: Vec<u32> = self
+            .links()?
+            .iter()
+            .filter(|l| l.up)
+            .map(|l| l.index)
+            .collect();
+        let default_links: Vec<u32> = self
+            .main_routes()?
+            .iter()
+            .filter(|(r, _)| r.prefix_len == 0)
+            .map(|(r, _)| r.index)
+            .collect();
+        let candidates: Vec<Candidate> = self
+            .addresses(None)?
+            .iter()
+            .filter(|a| up.contains(&a.index))
+            .map(|a| Candidate {
+                addr: a.addr,
+                prefix_len: a.prefix_len,
+                default_route: default_links.contains(&a.index),
+            })
+            .collect();
+        choose_bind(&candidates).ok_or_else(|| {
+            Error::new(
+                "detecting the bind address",
+                "no usable address on any interface that is up; set --bind-addr",
+            )
+        })
+    }
+
+    /// Unicast routes of the main table with their protocol.
+    fn main_routes(&mut self) -> Result<Vec<(Route, Rtprot)>, Error> {
+        let msg = RtmsgBuilder::default()
+            .rtm_family(RtAddrFamily::Unspecified)
+            .rtm_dst_len(0)
+            .rtm_src_len(0)
+            .rtm_tos(0)
+            .rtm_table(RtTable::Unspec)
+            .rtm_protocol(Rtprot::Unspec)
+            .rtm_scope(RtScope::Universe)
+            .rtm_type(Rtn::Unspec)
+            .build()
+            .map_err(|e| Error::new("listing routes", e.to_string()))?;
+        let replies = self
+            .conn
+            .request("listing routes", Rtm::Getroute, NlmF::DUMP, msg)?;
+        Ok(replies.iter().filter_map(parse_route).collect())
+    }
+}
+
+/// Go wesher's choice: the first public (not RFC 6890) address, then a private one to
+/// advertise while binding the wildcard. Addresses on default-route interfaces come
+/// first, IPv4 before IPv6, wider networks first (go-sockaddr's ordering); addresses
+/// that cannot be forwarded (loopback, link-local, documentation...) are never used.
+pub fn choose_bind(candidates: &[Candidate]) -> Option<BindAddrs> {
+    let mut usable: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| !in_any(&c.addr, NOT_FORWARDABLE))
+        .collect();
+    usable.sort_by_key(|c| (!c.default_route, c.addr.is_ipv6(), c.prefix_len));
+    if let Some(public) = usable.iter().find(|c| !in_any(&c.addr, RFC6890)) {
+        return Some(BindAddrs {
+            bind: public.addr,
+            advertise: public.addr,
+        });
+    }
+    usable.first().map(|private| BindAddrs {
+        bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        advertise: private.addr,
+    })
+}
+
+/// RFC 6890 special-purpose blocks (IPv4 and IPv6 registries).
+const RFC6890: &[(&str, u8)] = &[
+    ("0.0.0.0", 8),
+    ("10.0.0.0", 8),
+    ("100.64.0.0", 10),
+    ("127.0.0.0", 8),
+    ("169.254.0.0", 16),
+    ("172.16.0.0", 12),
+    ("192.0.0.0", 24),
+    ("192.0.2.0", 24),
+    ("192.88.99.0", 24),
+    ("192.168.0.0", 16),
+    ("198.18.0.0", 15),
+    ("198.51.100.0", 24),
+    ("203.0.113.0", 24),
+    ("240.0.0.0", 4),
+    ("255.255.255.255", 32),
+    ("::1", 128),
+    ("::", 128),
+    ("64:ff9b::", 96),
+    ("::ffff:0:0", 96),
+    ("100::", 64),
+    ("2001::", 23),
+    ("2001:db8::", 32),
+    ("2002::", 16),
+    ("fc00::", 7),
+    ("fe80::", 10),
+];
+
+/// The blocks RFC 6890 marks not forwardable (go-sockaddr's "forwardable" flag).
+const NOT_FORWARDABLE: &[(&str, u8)] = &[
+    ("0.0.0.0", 8),
+    ("127.0.0.0", 8),
+    ("169.254.0.0", 16),
+    ("192.0.0.0", 24),
+    ("192.0.2.0", 24),
+    ("198.51.100.0", 24),
+    ("203.0.113.0", 24),
+    ("240.0.0.0", 4),
+    ("255.255.255.255", 32),
+    ("::1", 128),
+    ("::", 128),
+    ("::ffff:0:0", 96),
+    ("2001:db8::", 32),
+    ("2001:10::", 28),
+    ("fe80::", 10),
+];
+
+fn in_any(addr: &IpAddr, blocks: &[(&str, u8)]) -> bool {
+    blocks.iter().any(|(net, len)| match net.parse::<IpAddr>() {
+        Ok(net) => prefix_contains(net, *len, *addr),
+        Err(_) => false,
+    })
+}
+
+fn prefix_contains(net: IpAddr, len: u8, addr: IpAddr) -> bool {
+    let (net, addr, bits) = match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => (
+            u128::from(n.to_bits()) << 96,
+            u128::from(a.to_bits()) << 96,
+            len,
+        ),
+        (IpAddr::V6(n), IpAddr::V6(a)) => (n.to_bits(), a.to_bits(), len),
+        _ => return false,
+    };
+    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+    net & mask == addr & mask
+}
+
+fn rtattr<T: RtaType, P: Size + ToBytes>(ty: T, payload: P) -> Result<Rtattr<T, Buffer>, Error> {
+    RtattrBuilder::default()
+        .rta_type(ty)
+        .rta_payload(payload)
+        .build()
+        .map_err(|e| Error::new("building a netlink attribute", e.to_string()))
+}
+
+fn ifinfo(index: u32, flags: Iff, attrs: Vec<Rtattr<Ifla, Buffer>>) -> Result<Ifinfomsg, Error> {
+    IfinfomsgBuilder::default()
+        .ifi_family(RtAddrFamily::Unspecified)
+        .ifi_type(Arphrd::from(0))
+        .ifi_index(index as i32)
+        .ifi_flags(flags)
+        .ifi_change(flags)
+        .rtattrs(attrs.into_iter().collect::<RtBuffer<_, _>>())
+        .build()
+        .map_err(|e| Error::new("building a link message", e.to_string()))
+}
+
+fn ifaddr(
+    family: RtAddrFamily,
+    index: u32,
+    prefix_len: u8,
+    attrs: Vec<Rtattr<Ifa, Buffer>>,
+) -> Result<Ifaddrmsg, Error> {
+    IfaddrmsgBuilder::default()
+        .ifa_family(family)
+        .ifa_prefixlen(prefix_len)
+        .ifa_flags(IfaF::empty())
+        .ifa_scope(RtScope::Universe)
+        .ifa_index(index)
+        .rtattrs(attrs.into_iter().collect::<RtBuffer<_, _>>())
+        .build()
+        .map_err(|e| Error::new("building an address message", e.to_string()))
+}
+
+fn family(addr: &IpAddr) -> RtAddrFamily {
+    match addr {
+        IpAddr::V4(_) => RtAddrFamily::Inet,
+        IpAddr::V6(_) => RtAddrFamily::Inet6,
+    }
+}
+
+fn ip_bytes(addr: &IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    if let Ok(b) = <[u8; 4]>::try_from(bytes) {
+        Some(IpAddr::V4(Ipv4Addr::from(b)))
+    } else {
+        <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| IpAddr::V6(Ipv6Addr::from(b)))
+    }
+}
+
+fn address_msg(index: u32, addr: IpAddr, prefix_len: u8) -> Result<Ifaddrmsg, Error> {
+    // As iproute2 does for a non point-to-point address: local and address are equal.
+    let attrs = vec![
+        rtattr(Ifa::Local, ip_bytes(&addr))?,
+        rtattr(Ifa::Address, ip_bytes(&addr))?,
+    ];
+    ifaddr(family(&addr), index, prefix_len, attrs)
+}
+
+fn route_msg(index: u32, dst: IpAddr, prefix_len: u8) -> Result<Rtmsg, Error> {
+    let attrs = vec![rtattr(Rta::Dst, ip_bytes(&dst))?, rtattr(Rta::Oif, index)?];
+    RtmsgBuilder::default()
+        .rtm_family(family(&dst))
+        .rtm_dst_len(prefix_len)
+        .rtm_src_len(0)
+        .rtm_tos(0)
+        .rtm_table(RtTable::Main)
+        .rtm_protocol(Rtprot::Boot)
+        .rtm_scope(RtScope::Link)
+        .rtm_type(Rtn::Unicast)
+        .rtattrs(attrs.into_iter().collect::<RtBuffer<_, _>>())
+        .build()
+        .map_err(|e| Error::new("building a route message", e.to_string()))
+}
+
+fn attr_bytes<T: RtaType>(attrs: &RtBuffer<T, Buffer>, ty: T) -> Option<&[u8]> {
+    attrs
+        .iter()
+        .find(|a| *a.rta_type() == ty)
+        .map(|a| a.payload().as_ref())
+}
+
+fn attr_u32<T: RtaType>(attrs: &RtBuffer<T, Buffer>, ty: T) -> Option<u32> {
+    attr_bytes(attrs, ty)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_ne_bytes)
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn parse_link(msg: &Ifinfomsg) -> Option<Link> {
+    let attrs = msg.rtattrs();
+    let kind = attr_bytes(attrs, Ifla::Linkinfo).and_then(|info| {
+        let nested =
+            RtBuffer::<IflaInfo, Buffer>::from_bytes_with_input(&mut Cursor::new(info), info.len())
+                .ok()?;
+        attr_bytes(&nested, IflaInfo::Kind).map(c_string)
+    });
+    Some(Link {
+        index: u32::try_from(*msg.ifi_index()).ok()?,
+        name: c_string(attr_bytes(attrs, Ifla::Ifname)?),
+        kind,
+        mtu: attr_u32(attrs, Ifla::Mtu).unwrap_or(0),
+        up: msg.ifi_flags().contains(Iff::UP),
+    })
+}
+
+fn parse_address(msg: &Ifaddrmsg) -> Option<Address> {
+    let attrs = msg.rtattrs();
+    // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is always ours.
+    let bytes = attr_bytes(attrs, Ifa::Local).or_else(|| attr_bytes(attrs, Ifa::Address))?;
+    Some(Address {
+        index: *msg.ifa_index(),
+        addr: ip_from_bytes(bytes)?,
+        prefix_len: *msg.ifa_prefixlen(),
+    })
+}
+
+fn parse_route(msg: &Rtmsg) -> Option<(Route, Rtprot)> {
+    let attrs = msg.rtattrs();
+    let table = attr_u32(attrs, Rta::Table).unwrap_or(u32::from(u8::from(*msg.rtm_table())));
+    if table != u32::from(u8::from(RtTable::Main)) || *msg.rtm_type() != Rtn::Unicast {
+        return None;
+    }
+    let dst = match attr_bytes(attrs, Rta::Dst) {
+        Some(bytes) => ip_from_bytes(bytes)?,
+        None if *msg.rtm_family() == RtAddrFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    let route = Route {
+        index: attr_u32(attrs, Rta::Oif)?,
+        dst,
+        prefix_len: *msg.rtm_dst_len(),
+    };
+    Some((route, *msg.rtm_protocol()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(addr: &str, prefix_len: u8, default_route: bool) -> Candidate {
+        Candidate {
+            addr: addr.parse().unwrap(),
+            prefix_len,
+            default_route,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn public_address_on_default_interface_wins() {
+        let got = choose_bind(&[
+            cand("127.0.0.1", 8, false),
+            cand("192.168.1.2", 24, true),
+            cand("2a01:4f8::1", 64, true),
+            cand("8.8.4.4", 24, false),
+            cand("1.2.3.4", 24, true),
+        ])
+        .unwrap();
+        assert_eq!(got.bind, ip("1.2.3.4"));
+        assert_eq!(got.advertise, ip("1.2.3.4"));
+    }
+
+    #[test]
+    fn ipv4_before_ipv6_and_any_interface_when_default_has_none() {
+        let got = choose_bind(&[
+            cand("2a01:4f8::1", 64, false),
+            cand("10.0.0.1", 8, true),
+            cand("5.6.7.8", 16, false),
+        ])
+        .unwrap();
+        assert_eq!(got.bind, ip("5.6.7.8"));
+        let v6_only = choose_bind(&[cand("10.0.0.1", 8, true), cand("2a01:4f8::1", 64, false)]);
+        assert_eq!(v6_only.unwrap().bind, ip("2a01:4f8::1"));
+    }
+
+    #[test]
+    fn private_only_binds_wildcard_and_advertises_first_private() {
+        let got = choose_bind(&[
+            cand("127.0.0.1", 8, false),
+            cand("fe80::1", 64, true),
+            cand("fd00::1", 64, true),
+            cand("172.16.5.5", 12, false),
+            cand("192.168.1.2", 24, true),
+        ])
+        .unwrap();
+        assert_eq!(got.bind, ip("0.0.0.0"));
+        assert_eq!(got.advertise, ip("192.168.1.2"));
+    }
+
+    #[test]
+    fn nothing_usable_is_none() {
+        assert_eq!(
+            choose_bind(&[cand("127.0.0.1", 8, true), cand("::1", 128, true)]),
+            None
+        );
+        assert_eq!(choose_bind(&[cand("169.254.1.1", 16, true)]), None);
+    }
+
+    #[test]
+    fn rfc6890_membership() {
+        for private in [
+            "10.1.2.3",
+            "100.64.0.1",
+            "172.31.255.255",
+            "fd12::1",
+            "2001:db8::1",
+        ] {
+            assert!(in_any(&ip(private), RFC6890), "{private}");
+        }
+        for public in ["1.1.1.1", "172.32.0.1", "100.128.0.1", "2a00:1450::1"] {
+            assert!(!in_any(&ip(public), RFC6890), "{public}");
+        }
+        assert!(prefix_contains(ip("0.0.0.0"), 0, ip("9.9.9.9")));
+        assert!(!prefix_contains(ip("::"), 0, ip("9.9.9.9")));
+    }
+
+    #[test]
+    fn errno_errors_read_well() {
+        let e = Error::errno("creating link wg0", EOPNOTSUPP).with_hint("a hint");
+        assert_eq!(
+            e.to_string(),
+            "creating link wg0: Operation not supported (a hint)"
+        );
+        assert_eq!(e.raw_errno(), Some(EOPNOTSUPP));
+    }
+}

@@ -1,0 +1,548 @@
+//! The state file, compatible with Go wesher: `<state_dir>/<interface>.json`, or v0.2's
+//! `<state_dir>/state.json` when that is missing.
+//!
+//! `{"ClusterKey": "<base64>", "Nodes": [{"Name", "Addr", "Meta", "OverlayAddr", "PubKey"}]}`.
+//! Go v0.3 fills Name, Addr (an IP string) and Meta (base64 gob) and writes OverlayAddr and PubKey
+//! as ""; v0.2 wrote no Meta and `"OverlayAddr": {"IP": "...", "Mask": "..."}`. We read all of
+//! these (only Name, Addr and Meta matter: the nodes are rejoin hints) and write v0.3's shape.
+//!
+//! A file that exists but cannot be read or parsed is an error, never "no state": the agent must
+//! not replace a stored cluster key by a generated one. A node entry with a bad field is dropped
+//! with a warning instead, since losing a rejoin hint is harmless.
+//! Saving is atomic (temp file, fsync, rename, fsync of the directory); directory 0700, file 0600.
+
+use crate::base64;
+use crate::fsutil::{self, Attrs, FsError};
+use miniserde::json::{self, Value};
+use miniserde::Serialize;
+use std::fmt;
+use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/wesher";
+/// v0.2's single state file, read when the per-interface file is missing.
+pub const LEGACY_FILE: &str = "state.json";
+pub const KEY_LEN: usize = 32;
+
+/// One known cluster member, as stored for rejoining.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNode {
+    pub name: String,
+    pub addr: IpAddr,
+    /// The member's gob metadata (empty for v0.2 files, which had none).
+    pub meta: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State {
+    pub cluster_key: Option<[u8; KEY_LEN]>,
+    pub nodes: Vec<StoredNode>,
+}
+
+/// A state file that was found and parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub state: State,
+    /// The file it came from (the per-interface file or the v0.2 fallback).
+    pub path: PathBuf,
+    /// One message per node entry that was dropped, naming the entry and the field.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum StateError {
+    /// The file exists but could not be read (permissions, a directory, I/O error).
+    Unreadable(FsError),
+    /// The file is not valid state JSON (truncated, corrupt, wrong shape or bad key).
+    Corrupt { path: PathBuf, reason: String },
+    /// Creating the directory or writing the file failed.
+    Write(FsError),
+    /// The OS random source failed while generating a cluster key.
+    Random(String),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Unreadable(e) => write!(
+                f,
+                "state file: {e}; the stored cluster key was not overwritten (fix the file or \
+                 its permissions, or pass --init to start a new cluster)"
+            ),
+            StateError::Corrupt { path, reason } => write!(
+                f,
+                "state file {} is corrupt or truncated ({reason}); the stored cluster key was not \
+                 overwritten (repair or remove the file, or pass --init to start a new cluster)",
+                path.display()
+            ),
+            StateError::Write(e) => write!(f, "saving state: {e}"),
+            StateError::Random(e) => write!(f, "generating a cluster key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// `<dir>/<interface>.json`.
+pub fn state_path(dir: &Path, iface: &str) -> PathBuf {
+    dir.join(format!("{iface}.json"))
+}
+
+/// Loads the state of `iface` from `dir`; Ok(None) when neither the per-interface file nor the
+/// v0.2 fallback exists.
+pub fn load(dir: &Path, iface: &str) -> Result<Option<Loaded>, StateError> {
+    for path in [state_path(dir, iface), dir.join(LEGACY_FILE)] {
+        if let Some(bytes) = fsutil::read_optional(&path).map_err(StateError::Unreadable)? {
+            let (state, warnings) = parse(&bytes, &path)?;
+            return Ok(Some(Loaded {
+                state,
+                path,
+                warnings,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> StateError {
+    StateError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses state file content; `path` is only used in messages.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| corrupt(path, "not UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(corrupt(path, "empty file"));
+    }
+    let value: Value = json::from_str(text).map_err(|_| corrupt(path, "not valid JSON"))?;
+    let Value::Object(top) = value else {
+        return Err(corrupt(path, "top level is not a JSON object"));
+    };
+
+    let cluster_key = match top.get("ClusterKey") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => {
+            Some(base64::decode_key(s).map_err(|e| corrupt(path, format!("ClusterKey {e}")))?)
+        }
+        Some(_) => return Err(corrupt(path, "ClusterKey is not a string")),
+    };
+
+    let mut nodes = Vec::new();
+    let mut warnings = Vec::new();
+    match top.get("Nodes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match parse_node(item) {
+                    Ok(node) => nodes.push(node),
+                    Err(why) => warnings.push(format!(
+                        "state file {}: ignoring Nodes[{i}]: {why}",
+                        path.display()
+                    )),
+                }
+            }
+        }
+        Some(_) => return Err(corrupt(path, "Nodes is not an array")),
+    }
+    Ok((State { cluster_key, nodes }, warnings))
+}
+
+fn parse_node(item: &Value) -> Result<StoredNode, String> {
+    let Value::Object(obj) = item else {
+        return Err("not an object".into());
+    };
+    let name = match obj.get("Name") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err("Name missing or not a string".into()),
+    };
+    let addr = match obj.get("Addr") {
+        Some(Value::String(s)) => s
+            .parse::<IpAddr>()
+            .map_err(|_| format!("node {name:?}: Addr {s:?} is not an IP address"))?,
+        _ => return Err(format!("node {name:?}: Addr missing or not a string")),
+    };
+    let meta = match obj.get("Meta") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => {
+            base64::decode(s).map_err(|e| format!("node {name:?}: Meta is not base64 ({e})"))?
+        }
+        Some(_) => return Err(format!("node {name:?}: Meta is not a string")),
+    };
+    // OverlayAddr ("" in v0.3, an {IP, Mask} object in v0.2) and PubKey are not needed to rejoin.
+    Ok(StoredNode { name, addr, meta })
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    #[serde(rename = "ClusterKey")]
+    cluster_key: Option<String>,
+    #[serde(rename = "Nodes")]
+    nodes: Vec<NodeOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct NodeOut<'a> {
+    #[serde(rename = "Name")]
+    name: &'a str,
+    #[serde(rename = "Addr")]
+    addr: String,
+    #[serde(rename = "Meta")]
+    meta: String,
+    #[serde(rename = "OverlayAddr")]
+    overlay_addr: &'a str,
+    #[serde(rename = "PubKey")]
+    pub_key: &'a str,
+}
+
+/// The JSON Go's `json.Marshal` would produce for the same state (Go's field order, v0.3 shape).
+pub fn render(state: &State) -> String {
+    let out = FileOut {
+        cluster_key: state.cluster_key.map(|k| base64::encode(&k)),
+        nodes: state
+            .nodes
+            .iter()
+            .map(|n| NodeOut {
+                name: &n.name,
+                addr: n.addr.to_string(),
+                meta: base64::encode(&n.meta),
+                overlay_addr: "",
+                pub_key: "",
+            })
+            .collect(),
+    };
+    json::to_string(&out)
+}
+
+/// Saves atomically to `<dir>/<iface>.json`, creating `dir` (0700) if needed.
+pub fn save(dir: &Path, iface: &str, state: &State) -> Result<(), StateError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| {
+            StateError::Write(FsError {
+                action: "creating directory",
+                path: dir.to_path_buf(),
+                source,
+            })
+        })?;
+    let attrs = Attrs {
+        mode: 0o600,
+        owner: None,
+    };
+    fsutil::write_atomic(&state_path(dir, iface), render(state).as_bytes(), attrs)
+        .map_err(StateError::Write)
+}
+
+/// 32 random bytes from the OS.
+pub fn generate_key() -> Result<[u8; KEY_LEN], StateError> {
+    let mut key = [0u8; KEY_LEN];
+    getrandom::fill(&mut key).map_err(|e| StateError::Random(e.to_string()))?;
+    Ok(key)
+}
+
+/// Where the cluster key in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// --cluster-key or WESHER_CLUSTER_KEY.
+    Configured,
+    /// The state file.
+    Stored,
+    /// Freshly generated: the caller must save it and may show it (on a terminal only).
+    Generated,
+}
+
+/// Go's precedence: the configured key, else the stored one (the caller passes None for it
+/// under --init, as Go does not load state then), else a new random key.
+pub fn choose_key(
+    configured: Option<[u8; KEY_LEN]>,
+    stored: Option<[u8; KEY_LEN]>,
+) -> Result<([u8; KEY_LEN], KeySource), StateError> {
+    if let Some(k) = configured {
+        return Ok((k, KeySource::Configured));
+    }
+    if let Some(k) = stored {
+        return Ok((k, KeySource::Stored));
+    }
+    Ok((generate_key()?, KeySource::Generated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsutil::testutil::TempDir;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    const KEY_B64: &str = "i5ETFXldQsVnuSTIB1RljwEp+rTPf7bZrpgc7yYt0Hc=";
+
+    /// Written by Go 1.19's `json.MarshalIndent` for v0.3's state (Node with embedded nodeMeta).
+    /// Go's `json.Unmarshal` was also checked to read `render`'s output back.
+    const GO_V03: &str = r#"{
+  "ClusterKey": "i5ETFXldQsVnuSTIB1RljwEp+rTPf7bZrpgc7yYt0Hc=",
+  "Nodes": [
+    {
+      "Name": "node1",
+      "Addr": "192.168.77.1",
+      "Meta": "AQID",
+      "OverlayAddr": "",
+      "PubKey": ""
+    },
+    {
+      "Name": "node6",
+      "Addr": "fd00::6",
+      "Meta": null,
+      "OverlayAddr": "",
+      "PubKey": ""
+    }
+  ]
+}"#;
+
+    /// Written by Go 1.19's `json.MarshalIndent` for v0.2's state (nodeMeta with net.IPNet, no Meta).
+    const GO_V02: &str = r#"{
+  "ClusterKey": "i5ETFXldQsVnuSTIB1RljwEp+rTPf7bZrpgc7yYt0Hc=",
+  "Nodes": [
+    {
+      "Name": "node1",
+      "Addr": "192.168.77.1",
+      "OverlayAddr": {
+        "IP": "10.221.153.165",
+        "Mask": "/////w=="
+      },
+      "PubKey": "PuJQWAkFkvjvaGUdTvw6nkU5GNK1EN0/SaA999MERjw="
+    }
+  ]
+}"#;
+
+    fn key() -> [u8; 32] {
+        base64::decode_key(KEY_B64).unwrap()
+    }
+
+    #[test]
+    fn parses_go_v03_state() {
+        let (state, warnings) = parse(GO_V03.as_bytes(), Path::new("x.json")).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(state.cluster_key, Some(key()));
+        assert_eq!(
+            state.nodes,
+            vec![
+                StoredNode {
+                    name: "node1".into(),
+                    addr: "192.168.77.1".parse().unwrap(),
+                    meta: vec![1, 2, 3],
+                },
+                StoredNode {
+                    name: "node6".into(),
+                    addr: "fd00::6".parse().unwrap(),
+                    meta: vec![],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_go_v02_state() {
+        let (state, warnings) = parse(GO_V02.as_bytes(), Path::new("state.json")).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(state.cluster_key, Some(key()));
+        assert_eq!(state.nodes.len(), 1);
+        assert_eq!(state.nodes[0].name, "node1");
+        assert_eq!(
+            state.nodes[0].addr,
+            "192.168.77.1".parse::<IpAddr>().unwrap()
+        );
+        assert!(state.nodes[0].meta.is_empty());
+    }
+
+    #[test]
+    fn parses_gos_null_fields() {
+        // Go's json.Marshal of an empty state.
+        let (state, _) = parse(br#"{"ClusterKey": null, "Nodes": null}"#, Path::new("x")).unwrap();
+        assert_eq!(state, State::default());
+        let (state, _) = parse(br#"{}"#, Path::new("x")).unwrap();
+        assert_eq!(state, State::default());
+    }
+
+    #[test]
+    fn render_round_trips_in_gos_shape() {
+        let state = State {
+            cluster_key: Some(key()),
+            nodes: vec![StoredNode {
+                name: "node1".into(),
+                addr: "192.168.77.1".parse().unwrap(),
+                meta: vec![1, 2, 3],
+            }],
+        };
+        let text = render(&state);
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"ClusterKey":"{KEY_B64}","Nodes":[{{"Name":"node1","Addr":"192.168.77.1","Meta":"AQID","OverlayAddr":"","PubKey":""}}]}}"#
+            )
+        );
+        assert_eq!(parse(text.as_bytes(), Path::new("x")).unwrap().0, state);
+        // No key: null, as Go writes a nil []byte.
+        assert_eq!(
+            render(&State::default()),
+            r#"{"ClusterKey":null,"Nodes":[]}"#
+        );
+    }
+
+    #[test]
+    fn names_with_quotes_survive() {
+        let state = State {
+            cluster_key: None,
+            nodes: vec![StoredNode {
+                name: "we\"ird\\name\u{1}".into(),
+                addr: "10.0.0.1".parse().unwrap(),
+                meta: vec![],
+            }],
+        };
+        assert_eq!(
+            parse(render(&state).as_bytes(), Path::new("x")).unwrap().0,
+            state
+        );
+    }
+
+    #[test]
+    fn corrupt_files_are_errors_naming_the_file() {
+        let path = Path::new("/var/lib/wesher/wg0.json");
+        let truncated = &GO_V03[..GO_V03.len() / 2];
+        for bad in [
+            truncated,
+            "",
+            "   \n",
+            "[]",
+            "\"x\"",
+            r#"{"ClusterKey": 5}"#,
+            r#"{"ClusterKey": "not base64"}"#,
+            r#"{"ClusterKey": "AAAA"}"#,
+            r#"{"Nodes": {}}"#,
+        ] {
+            let e = parse(bad.as_bytes(), path).unwrap_err();
+            assert!(matches!(e, StateError::Corrupt { .. }), "{bad:?}");
+            let msg = e.to_string();
+            assert!(msg.contains("/var/lib/wesher/wg0.json"), "{msg}");
+            assert!(msg.contains("cluster key was not overwritten"), "{msg}");
+        }
+        let e = parse(r#"{"ClusterKey": "AAAA"}"#.as_bytes(), path).unwrap_err();
+        assert!(e.to_string().contains("3 bytes, expected 32"), "{e}");
+        assert!(parse(&[0xff, 0xfe], path).is_err());
+    }
+
+    #[test]
+    fn bad_node_entries_are_dropped_with_warnings() {
+        let text = format!(
+            r#"{{"ClusterKey":"{KEY_B64}","Nodes":[
+                {{"Name":"good","Addr":"10.0.0.1"}},
+                {{"Name":"badaddr","Addr":"nope"}},
+                {{"Addr":"10.0.0.2"}},
+                {{"Name":"badmeta","Addr":"10.0.0.3","Meta":"!!"}},
+                7
+            ]}}"#
+        );
+        let (state, warnings) = parse(text.as_bytes(), Path::new("s.json")).unwrap();
+        assert_eq!(state.cluster_key, Some(key()));
+        assert_eq!(state.nodes.len(), 1);
+        assert_eq!(state.nodes[0].name, "good");
+        assert_eq!(warnings.len(), 4);
+        assert!(warnings[0].contains("Nodes[1]") && warnings[0].contains("badaddr"));
+        assert!(warnings[0].contains("s.json"));
+    }
+
+    #[test]
+    fn load_prefers_interface_file_then_legacy() {
+        let dir = TempDir::new("state-load");
+        assert_eq!(load(dir.path(), "wg0").unwrap(), None);
+
+        fs::write(dir.path().join("state.json"), GO_V02).unwrap();
+        let loaded = load(dir.path(), "wg0").unwrap().unwrap();
+        assert_eq!(loaded.path, dir.path().join("state.json"));
+        assert_eq!(loaded.state.cluster_key, Some(key()));
+
+        let other = State {
+            cluster_key: Some([9; 32]),
+            nodes: vec![],
+        };
+        save(dir.path(), "wg0", &other).unwrap();
+        let loaded = load(dir.path(), "wg0").unwrap().unwrap();
+        assert_eq!(loaded.path, dir.path().join("wg0.json"));
+        assert_eq!(loaded.state, other);
+        // Another interface still falls back to the legacy file.
+        let loaded = load(dir.path(), "wg1").unwrap().unwrap();
+        assert_eq!(loaded.path, dir.path().join("state.json"));
+    }
+
+    #[test]
+    fn corrupt_interface_file_does_not_fall_back() {
+        let dir = TempDir::new("state-corrupt");
+        fs::write(dir.path().join("state.json"), GO_V02).unwrap();
+        fs::write(dir.path().join("wg0.json"), "{\"ClusterKey\": \"i5ET").unwrap();
+        let e = load(dir.path(), "wg0").unwrap_err();
+        assert!(e.to_string().contains("wg0.json"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error() {
+        let dir = TempDir::new("state-unreadable");
+        // A directory where the file should be cannot be read, even by root.
+        fs::create_dir(dir.path().join("wg0.json")).unwrap();
+        let e = load(dir.path(), "wg0").unwrap_err();
+        assert!(matches!(e, StateError::Unreadable(_)), "{e}");
+        assert!(e.to_string().contains("wg0.json"), "{e}");
+    }
+
+    #[test]
+    fn save_creates_private_dir_and_file() {
+        let dir = TempDir::new("state-save");
+        let state_dir = dir.path().join("nested").join("wesher");
+        let state = State {
+            cluster_key: Some(key()),
+            nodes: vec![],
+        };
+        save(&state_dir, "wgoverlay", &state).unwrap();
+        let file = state_dir.join("wgoverlay.json");
+        assert_eq!(fs::metadata(&state_dir).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(&file).unwrap(), render(&state));
+        // Saving again replaces the file (new inode: atomic rename) and leaves no temp files.
+        let inode = fs::metadata(&file).unwrap().ino();
+        save(&state_dir, "wgoverlay", &State::default()).unwrap();
+        assert_ne!(fs::metadata(&file).unwrap().ino(), inode);
+        assert_eq!(fs::read_dir(&state_dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn save_error_names_the_directory() {
+        let dir = TempDir::new("state-save-err");
+        let blocker = dir.path().join("file");
+        fs::write(&blocker, "").unwrap();
+        fs::set_permissions(&blocker, fs::Permissions::from_mode(0o600)).unwrap();
+        let e = save(&blocker.join("sub"), "wg0", &State::default()).unwrap_err();
+        assert!(e.to_string().contains("creating directory"), "{e}");
+        assert!(
+            e.to_string().contains(&blocker.display().to_string()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn key_precedence() {
+        let a = [1u8; 32];
+        let b = [2u8; 32];
+        assert_eq!(
+            choose_key(Some(a), Some(b)).unwrap(),
+            (a, KeySource::Configured)
+        );
+        assert_eq!(choose_key(None, Some(b)).unwrap(), (b, KeySource::Stored));
+        let (k1, src) = choose_key(None, None).unwrap();
+        assert_eq!(src, KeySource::Generated);
+        let (k2, _) = choose_key(None, None).unwrap();
+        assert_ne!(k1, k2, "two generated keys must differ");
+    }
+}
