@@ -4,8 +4,8 @@
 
 case_add harness-selftest/modules 120 harness_modules
 harness_modules() {
-    must modprobe -a wireguard veth bridge
-    for m in wireguard veth bridge; do
+    must modprobe -a wireguard veth bridge tun
+    for m in wireguard veth bridge tun; do
         [ -d "/sys/module/$m" ] || fail "module $m is not loaded"
     done
 }
