@@ -1,6 +1,7 @@
 //! wesher: a WireGuard mesh manager speaking hashicorp memberlist's wire protocol.
 
 pub mod base64;
+pub mod config;
 pub mod fsutil;
 pub mod hosts;
 pub mod membership;

@@ -1,0 +1,1211 @@
+//! Command line and `WESHER_*` environment -> a validated `Config`.
+//!
+//! Go wesher's flags and variables, with its defaults; a flag beats its variable, which beats the
+//! default. An empty variable counts as unset (as in a systemd EnvironmentFile `WESHER_JOIN=`).
+//! Values may be given as `--flag value` or `--flag=value`; booleans as `--flag` or
+//! `--flag=true|false|1|0|yes|no`. Every error names the flag or variable it came from; the
+//! cluster key itself is never echoed.
+
+use crate::base64;
+use crate::overlay::Cidr;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A configuration error; Display is the whole message (main prints `wesher: error: <message>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `wesher` or `wesher agent`: run the daemon.
+    Agent(Box<Config>),
+    /// `--help`: print `help_text()` and exit 0.
+    Help,
+    /// `--version`: print the version and exit 0.
+    Version,
+}
+
+/// How to pick the gossip bind address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// Neither --bind-addr nor --bind-iface: autodetect (SPEC section 1).
+    Auto,
+    Addr(IpAddr),
+    /// The first address of this interface.
+    Iface(String),
+}
+
+/// memberlist timing profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipProfile {
+    /// DefaultWANConfig, what Go wesher uses.
+    Wan,
+    Lan,
+}
+
+/// A --join entry: a hostname or IP with an optional port (the cluster port when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinAddr {
+    /// Hostname or IP literal, without IPv6 brackets.
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl JoinAddr {
+    pub fn port_or(&self, default: u16) -> u16 {
+        self.port.unwrap_or(default)
+    }
+}
+
+impl fmt::Display for JoinAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bracket = self.host.contains(':');
+        match (self.port, bracket) {
+            (Some(p), true) => write!(f, "[{}]:{p}", self.host),
+            (Some(p), false) => write!(f, "{}:{p}", self.host),
+            (None, _) => f.write_str(&self.host),
+        }
+    }
+}
+
+fn is_hostname(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+}
+
+impl FromStr for JoinAddr {
+    type Err = String;
+
+    /// `host`, `host:port`, `1.2.3.4`, `1.2.3.4:port`, `fd00::1` (bare IPv6, which Go rejects),
+    /// `[fd00::1]` and `[fd00::1]:port`.
+    fn from_str(s: &str) -> Result<JoinAddr, String> {
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (inside, after) = rest
+                .split_once(']')
+                .ok_or_else(|| "missing ']' after the IPv6 address".to_string())?;
+            if inside.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{inside:?} is not an IPv6 address"));
+            }
+            match after {
+                "" => (inside, None),
+                _ => match after.strip_prefix(':') {
+                    Some(p) => (inside, Some(p)),
+                    None => return Err("unexpected text after ']'".into()),
+                },
+            }
+        } else if s.parse::<IpAddr>().is_ok() {
+            (s, None)
+        } else {
+            match s.split_once(':') {
+                Some((h, p)) if !p.contains(':') => (h, Some(p)),
+                Some(_) => {
+                    return Err(
+                        "not an address: IPv6 with a port must be written [addr]:port".into(),
+                    )
+                }
+                None => (s, None),
+            }
+        };
+        if host.parse::<IpAddr>().is_err() && !is_hostname(host) {
+            return Err(format!("{host:?} is not a valid hostname or IP address"));
+        }
+        let port = port.map(parse_port).transpose()?;
+        Ok(JoinAddr {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Everything the agent is configured with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    pub cluster_key: Option<[u8; 32]>,
+    pub join: Vec<JoinAddr>,
+    pub init: bool,
+    pub bind: Bind,
+    pub cluster_port: u16,
+    pub wireguard_port: u16,
+    pub overlay_net: Cidr,
+    pub interface: String,
+    pub no_etc_hosts: bool,
+    pub log_level: log::LevelFilter,
+    pub state_dir: PathBuf,
+    /// None: use the hostname (the agent reads it and checks it with `validate_node_name`).
+    pub node_name: Option<String>,
+    pub mtu: u32,
+    /// Seconds; 0 = off.
+    pub persistent_keepalive: u16,
+    pub advertise_addr: Option<IpAddr>,
+    pub advertise_port: Option<u16>,
+    pub gossip_profile: GossipProfile,
+}
+
+// Hand-written so the cluster key never reaches a log line.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("cluster_key", &self.cluster_key.map(|_| "<redacted>"))
+            .field("join", &self.join)
+            .field("init", &self.init)
+            .field("bind", &self.bind)
+            .field("cluster_port", &self.cluster_port)
+            .field("wireguard_port", &self.wireguard_port)
+            .field("overlay_net", &self.overlay_net)
+            .field("interface", &self.interface)
+            .field("no_etc_hosts", &self.no_etc_hosts)
+            .field("log_level", &self.log_level)
+            .field("state_dir", &self.state_dir)
+            .field("node_name", &self.node_name)
+            .field("mtu", &self.mtu)
+            .field("persistent_keepalive", &self.persistent_keepalive)
+            .field("advertise_addr", &self.advertise_addr)
+            .field("advertise_port", &self.advertise_port)
+            .field("gossip_profile", &self.gossip_profile)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Value,
+    /// Repeatable; each occurrence may hold a comma-separated list.
+    List,
+}
+
+/// One option: the table drives parsing, env lookup, defaults and --help alike.
+struct Opt {
+    long: &'static str,
+    env: &'static str,
+    kind: Kind,
+    meta: &'static str,
+    default: Option<&'static str>,
+    /// What --help shows as the default when it is not a literal value.
+    shown_default: &'static str,
+    help: &'static str,
+}
+
+const OPTS: &[Opt] = &[
+    Opt {
+        long: "cluster-key",
+        env: "WESHER_CLUSTER_KEY",
+        kind: Kind::Value,
+        meta: "KEY",
+        default: None,
+        shown_default: "loaded from the state file, or generated",
+        help: "shared key for cluster membership: 32 bytes, standard base64",
+    },
+    Opt {
+        long: "join",
+        env: "WESHER_JOIN",
+        kind: Kind::List,
+        meta: "HOST,...",
+        default: None,
+        shown_default: "the nodes in the state file",
+        help: "comma separated hostnames or IPs (optional :port) of cluster members; repeatable",
+    },
+    Opt {
+        long: "init",
+        env: "WESHER_INIT",
+        kind: Kind::Bool,
+        meta: "",
+        default: Some("false"),
+        shown_default: "",
+        help: "start a new cluster: forget the stored nodes and cluster key",
+    },
+    Opt {
+        long: "bind-addr",
+        env: "WESHER_BIND_ADDR",
+        kind: Kind::Value,
+        meta: "ADDR",
+        default: None,
+        shown_default: "autodetected",
+        help: "IP address for cluster traffic (not with --bind-iface)",
+    },
+    Opt {
+        long: "bind-iface",
+        env: "WESHER_BIND_IFACE",
+        kind: Kind::Value,
+        meta: "IFACE",
+        default: None,
+        shown_default: "none",
+        help: "bind cluster traffic to this interface's first address (not with --bind-addr)",
+    },
+    Opt {
+        long: "cluster-port",
+        env: "WESHER_CLUSTER_PORT",
+        kind: Kind::Value,
+        meta: "PORT",
+        default: Some("7946"),
+        shown_default: "",
+        help: "gossip port, TCP and UDP; the same on every node",
+    },
+    Opt {
+        long: "wireguard-port",
+        env: "WESHER_WIREGUARD_PORT",
+        kind: Kind::Value,
+        meta: "PORT",
+        default: Some("51820"),
+        shown_default: "",
+        help: "WireGuard UDP port; the same on every node",
+    },
+    Opt {
+        long: "overlay-net",
+        env: "WESHER_OVERLAY_NET",
+        kind: Kind::Value,
+        meta: "CIDR",
+        default: Some("10.0.0.0/8"),
+        shown_default: "",
+        help: "network for overlay addresses, IPv4 or IPv6; prefix length a multiple of 8",
+    },
+    Opt {
+        long: "interface",
+        env: "WESHER_INTERFACE",
+        kind: Kind::Value,
+        meta: "DEV",
+        default: Some("wgoverlay"),
+        shown_default: "",
+        help: "WireGuard interface to manage; also names the state file and hosts lines",
+    },
+    Opt {
+        long: "no-etc-hosts",
+        env: "WESHER_NO_ETC_HOSTS",
+        kind: Kind::Bool,
+        meta: "",
+        default: Some("false"),
+        shown_default: "",
+        help: "do not write peers to /etc/hosts",
+    },
+    Opt {
+        long: "log-level",
+        env: "WESHER_LOG_LEVEL",
+        kind: Kind::Value,
+        meta: "LEVEL",
+        default: Some("warn"),
+        shown_default: "",
+        help: "trace, debug, info, warn (warning) or error",
+    },
+    Opt {
+        long: "state-dir",
+        env: "WESHER_STATE_DIR",
+        kind: Kind::Value,
+        meta: "DIR",
+        default: Some(crate::state::DEFAULT_STATE_DIR),
+        shown_default: "",
+        help: "directory of the state file (e.g. /etc/wesher on OpenWrt, where /var is wiped)",
+    },
+    Opt {
+        long: "node-name",
+        env: "WESHER_NODE_NAME",
+        kind: Kind::Value,
+        meta: "NAME",
+        default: None,
+        shown_default: "the hostname",
+        help: "this node's name in the cluster; must be unique",
+    },
+    Opt {
+        long: "mtu",
+        env: "WESHER_MTU",
+        kind: Kind::Value,
+        meta: "N",
+        default: Some("1420"),
+        shown_default: "",
+        help: "MTU of the WireGuard interface: 576..9000 (1280..9000 for an IPv6 overlay)",
+    },
+    Opt {
+        long: "persistent-keepalive",
+        env: "WESHER_PERSISTENT_KEEPALIVE",
+        kind: Kind::Value,
+        meta: "SECONDS",
+        default: Some("0"),
+        shown_default: "",
+        help: "WireGuard keepalive to every peer, for nodes behind NAT; 0 = off",
+    },
+    Opt {
+        long: "advertise-addr",
+        env: "WESHER_ADVERTISE_ADDR",
+        kind: Kind::Value,
+        meta: "IP",
+        default: None,
+        shown_default: "the bind address",
+        help: "address other nodes should use to reach this one (e.g. behind NAT)",
+    },
+    Opt {
+        long: "advertise-port",
+        env: "WESHER_ADVERTISE_PORT",
+        kind: Kind::Value,
+        meta: "PORT",
+        default: None,
+        shown_default: "the cluster port",
+        help: "cluster port other nodes should use to reach this one",
+    },
+    Opt {
+        long: "gossip-profile",
+        env: "WESHER_GOSSIP_PROFILE",
+        kind: Kind::Value,
+        meta: "wan|lan",
+        default: Some("wan"),
+        shown_default: "",
+        help: "memberlist timings: wan (Go wesher's) or lan (faster failure detection)",
+    },
+];
+
+/// The --help text: every option with its variable and default.
+pub fn help_text() -> String {
+    let mut out = String::from(
+        "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
+         Usage: wesher [agent] [OPTIONS]\n\n\
+         Commands:\n  agent                    run the mesh agent (the default)\n\n\
+         Options (each can also be set by its environment variable; a flag beats the variable):\n",
+    );
+    for o in OPTS {
+        let flag = if o.meta.is_empty() {
+            format!("--{}", o.long)
+        } else {
+            format!("--{} {}", o.long, o.meta)
+        };
+        let default = o.default.filter(|_| o.shown_default.is_empty());
+        let default = default.unwrap_or(o.shown_default);
+        out.push_str(&format!(
+            "  {flag:<28} {}\n  {:<28} [env: {}] [default: {default}]\n",
+            o.help, "", o.env
+        ));
+    }
+    out.push_str(&format!(
+        "  {:<28} print the version and exit\n  {:<28} print this help and exit\n",
+        "--version", "-h, --help"
+    ));
+    out
+}
+
+/// Where a value came from, for messages.
+#[derive(Clone, Copy)]
+enum Source {
+    Flag(&'static str),
+    Env(&'static str),
+    Default(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Flag(l) => write!(f, "--{l}"),
+            Source::Env(e) => write!(f, "{e}"),
+            Source::Default(l) => write!(f, "default of --{l}"),
+        }
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port {s:?} is not a number"));
+    }
+    match s.parse::<u32>() {
+        Ok(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(format!("port {s} is out of range 1..65535")),
+    }
+}
+
+/// true/false/1/0/yes/no, any case (plus Go strconv.ParseBool's t/f).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "t" => Ok(true),
+        "false" | "0" | "no" | "f" => Ok(false),
+        _ => Err(format!("{s:?} is not a boolean (true/false, 1/0, yes/no)")),
+    }
+}
+
+fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
+    use log::LevelFilter as L;
+    match s.to_ascii_lowercase().as_str() {
+        "trace" => Ok(L::Trace),
+        "debug" => Ok(L::Debug),
+        "info" => Ok(L::Info),
+        "warn" | "warning" => Ok(L::Warn),
+        // logrus also knows fatal and panic; both only log errors.
+        "error" | "fatal" | "panic" => Ok(L::Error),
+        _ => Err(format!(
+            "{s:?} is not a log level (trace, debug, info, warn, error)"
+        )),
+    }
+}
+
+/// Linux interface name rules (`dev_valid_name`): 1..15 bytes, not `.`/`..`, no `/`, `:` or
+/// whitespace. The name also becomes a file name, so this keeps state paths safe.
+pub fn validate_interface(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("interface name is empty".into());
+    }
+    if name.len() > 15 {
+        return Err(format!(
+            "interface name {name:?} is {} bytes, longer than the 15 Linux allows",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid interface name"));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "interface name {name:?} contains '/', ':', whitespace or a control character"
+        ));
+    }
+    Ok(())
+}
+
+/// A node name must be usable as a hosts file name and a memberlist name.
+pub fn validate_node_name(name: &str) -> Result<(), String> {
+    if crate::hosts::is_writable_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "node name {name:?} must be 1..253 printable ASCII characters without whitespace or '#'"
+        ))
+    }
+}
+
+fn validate_overlay(net: &Cidr) -> Result<(), String> {
+    if net.prefix_len() % 8 != 0 {
+        return Err(format!(
+            "prefix length /{} must be a multiple of 8 (Go wesher's rule: addresses are derived \
+             by whole bytes, and every node must derive them the same way)",
+            net.prefix_len()
+        ));
+    }
+    if net.host_bits() == 0 {
+        return Err(format!(
+            "/{} leaves no room for node addresses",
+            net.prefix_len()
+        ));
+    }
+    Ok(())
+}
+
+/// Raw values collected from the command line, per option index.
+struct Raw {
+    values: Vec<Vec<String>>,
+}
+
+fn utf8(v: OsString, flag: &str) -> Result<String, ConfigError> {
+    v.into_string()
+        .map_err(|_| ConfigError(format!("--{flag}: value is not valid UTF-8")))
+}
+
+/// Parses `args` (without the program name) and the environment as seen through `env`.
+pub fn parse_from<I, S, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+    E: Fn(&str) -> Option<String>,
+{
+    use lexopt::Arg;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut raw = Raw {
+        values: vec![Vec::new(); OPTS.len()],
+    };
+    let mut seen_command = false;
+    loop {
+        let arg = parser
+            .next()
+            .map_err(|e| ConfigError(format!("{e} (see --help)")))?;
+        let Some(arg) = arg else { break };
+        match arg {
+            Arg::Long("help") | Arg::Short('h') => return Ok(Command::Help),
+            Arg::Long("version") => return Ok(Command::Version),
+            Arg::Long(name) => {
+                let Some(i) = OPTS.iter().position(|o| o.long == name) else {
+                    return Err(ConfigError(format!("unknown flag --{name} (see --help)")));
+                };
+                let opt = &OPTS[i];
+                let value = if opt.kind == Kind::Bool {
+                    match parser.optional_value() {
+                        Some(v) => utf8(v, opt.long)?,
+                        None => "true".into(),
+                    }
+                } else if let Some(v) = parser.optional_value() {
+                    utf8(v, opt.long)?
+                } else {
+                    let v = parser
+                        .value()
+                        .map_err(|_| ConfigError(format!("missing value for --{}", opt.long)))?;
+                    let v = utf8(v, opt.long)?;
+                    // `--join --init`: a value that is itself a flag means the value is missing.
+                    if v.starts_with("--") {
+                        return Err(ConfigError(format!("missing value for --{}", opt.long)));
+                    }
+                    v
+                };
+                if opt.kind == Kind::List {
+                    raw.values[i].push(value);
+                } else {
+                    // As with Go's kong, the last occurrence wins.
+                    raw.values[i] = vec![value];
+                }
+            }
+            Arg::Short(c) => {
+                return Err(ConfigError(format!("unknown flag -{c} (see --help)")));
+            }
+            Arg::Value(v) => {
+                let v = v.to_string_lossy().into_owned();
+                if v == "agent" && !seen_command {
+                    seen_command = true;
+                } else {
+                    return Err(ConfigError(format!(
+                        "unexpected argument {v:?} (the only command is \"agent\"; see --help)"
+                    )));
+                }
+            }
+        }
+    }
+    resolve(&raw, &env).map(|c| Command::Agent(Box::new(c)))
+}
+
+/// Parses the process's own arguments and environment.
+pub fn parse_process() -> Result<Command, ConfigError> {
+    parse_from(std::env::args_os().skip(1), |name| {
+        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+    })
+}
+
+/// The effective values of option `long`: flag values, else the non-empty variable, else the
+/// default; with their source.
+fn effective<'a>(
+    raw: &'a Raw,
+    env: &dyn Fn(&str) -> Option<String>,
+    long: &str,
+) -> Option<(Source, Vec<String>)> {
+    let i = OPTS.iter().position(|o| o.long == long)?;
+    let opt = &OPTS[i];
+    if !raw.values[i].is_empty() {
+        return Some((Source::Flag(opt.long), raw.values[i].clone()));
+    }
+    if let Some(v) = env(opt.env).filter(|v| !v.is_empty()) {
+        return Some((Source::Env(opt.env), vec![v]));
+    }
+    opt.default
+        .map(|d| (Source::Default(opt.long), vec![d.to_string()]))
+}
+
+fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    // The single value of an option, validated by `parse`; the error names the source.
+    fn one<T>(
+        raw: &Raw,
+        env: &dyn Fn(&str) -> Option<String>,
+        long: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some((src, values)) = effective(raw, env, long) else {
+            return Ok(None);
+        };
+        let v = values.last().map(String::as_str).unwrap_or_default();
+        parse(v)
+            .map(Some)
+            .map_err(|e| ConfigError(format!("{src}: {e}")))
+    }
+    fn required<T>(v: Option<T>, long: &str) -> Result<T, ConfigError> {
+        v.ok_or_else(|| ConfigError(format!("--{long} has no value")))
+    }
+    let ip = |s: &str| {
+        s.parse::<IpAddr>()
+            .map_err(|_| format!("{s:?} is not an IP address"))
+    };
+
+    let cluster_key = one(raw, env, "cluster-key", |s| base64::decode_key(s.trim()))?;
+
+    let mut join = Vec::new();
+    if let Some((src, values)) = effective(raw, env, "join") {
+        for v in &values {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                join.push(
+                    item.parse::<JoinAddr>()
+                        .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?,
+                );
+            }
+        }
+    }
+
+    let init = required(one(raw, env, "init", parse_bool)?, "init")?;
+    let bind_addr = one(raw, env, "bind-addr", ip)?;
+    let bind_iface = one(raw, env, "bind-iface", |s| {
+        validate_interface(s).map(|()| s.to_string())
+    })?;
+    let bind = match (bind_addr, bind_iface) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "--bind-addr and --bind-iface cannot be used together (set one; check \
+                 WESHER_BIND_ADDR and WESHER_BIND_IFACE too)"
+                    .into(),
+            ))
+        }
+        (Some(a), None) => Bind::Addr(a),
+        (None, Some(i)) => Bind::Iface(i),
+        (None, None) => Bind::Auto,
+    };
+    let cluster_port = required(one(raw, env, "cluster-port", parse_port)?, "cluster-port")?;
+    let wireguard_port = required(
+        one(raw, env, "wireguard-port", parse_port)?,
+        "wireguard-port",
+    )?;
+    let overlay_net = required(
+        one(raw, env, "overlay-net", |s| {
+            let net = s.parse::<Cidr>().map_err(|e| e.to_string())?;
+            validate_overlay(&net).map(|()| net)
+        })?,
+        "overlay-net",
+    )?;
+    let interface = required(
+        one(raw, env, "interface", |s| {
+            validate_interface(s).map(|()| s.to_string())
+        })?,
+        "interface",
+    )?;
+    let no_etc_hosts = required(one(raw, env, "no-etc-hosts", parse_bool)?, "no-etc-hosts")?;
+    let log_level = required(one(raw, env, "log-level", parse_log_level)?, "log-level")?;
+    let state_dir = required(
+        one(raw, env, "state-dir", |s| Ok(PathBuf::from(s)))?,
+        "state-dir",
+    )?;
+    let node_name = one(raw, env, "node-name", |s| {
+        validate_node_name(s).map(|()| s.to_string())
+    })?;
+    let min_mtu = if overlay_net.is_ipv4() { 576 } else { 1280 };
+    let mtu = required(
+        one(raw, env, "mtu", |s| match s.parse::<u32>() {
+            Ok(m) if (min_mtu..=9000).contains(&m) => Ok(m),
+            Ok(m) => Err(format!(
+                "MTU {m} is out of range {min_mtu}..9000 for an {} overlay",
+                if overlay_net.is_ipv4() {
+                    "IPv4"
+                } else {
+                    "IPv6"
+                }
+            )),
+            Err(_) => Err(format!("MTU {s:?} is not a number")),
+        })?,
+        "mtu",
+    )?;
+    let persistent_keepalive = required(
+        one(raw, env, "persistent-keepalive", |s| {
+            s.parse::<u16>()
+                .map_err(|_| format!("{s:?} is not a number of seconds in 0..65535"))
+        })?,
+        "persistent-keepalive",
+    )?;
+    let advertise_addr = one(raw, env, "advertise-addr", |s| {
+        let a = ip(s)?;
+        if a.is_unspecified() || a.is_multicast() {
+            return Err(format!("{a} cannot be advertised"));
+        }
+        Ok(a)
+    })?;
+    let advertise_port = one(raw, env, "advertise-port", parse_port)?;
+    let gossip_profile = required(
+        one(raw, env, "gossip-profile", |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "wan" => Ok(GossipProfile::Wan),
+                "lan" => Ok(GossipProfile::Lan),
+                _ => Err(format!("{s:?} is not a gossip profile (wan or lan)")),
+            }
+        })?,
+        "gossip-profile",
+    )?;
+
+    Ok(Config {
+        cluster_key,
+        join,
+        init,
+        bind,
+        cluster_port,
+        wireguard_port,
+        overlay_net,
+        interface,
+        no_etc_hosts,
+        log_level,
+        state_dir,
+        node_name,
+        mtu,
+        persistent_keepalive,
+        advertise_addr,
+        advertise_port,
+        gossip_profile,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "i5ETFXldQsVnuSTIB1RljwEp+rTPf7bZrpgc7yYt0Hc=";
+
+    fn parse_env(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_from(args.iter().copied(), move |k| env.get(k).cloned())
+    }
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match parse_env(args, env) {
+            Ok(Command::Agent(c)) => *c,
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str], env: &[(&str, &str)]) -> String {
+        match parse_env(args, env) {
+            Err(e) => e.to_string(),
+            Ok(c) => panic!("expected an error, got {c:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_go() {
+        let c = config(&[], &[]);
+        assert_eq!(c.cluster_key, None);
+        assert!(c.join.is_empty());
+        assert!(!c.init);
+        assert_eq!(c.bind, Bind::Auto);
+        assert_eq!(c.cluster_port, 7946);
+        assert_eq!(c.wireguard_port, 51820);
+        assert_eq!(c.overlay_net.to_string(), "10.0.0.0/8");
+        assert_eq!(c.interface, "wgoverlay");
+        assert!(!c.no_etc_hosts);
+        assert_eq!(c.log_level, log::LevelFilter::Warn);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/wesher"));
+        assert_eq!(c.node_name, None);
+        assert_eq!(c.mtu, 1420);
+        assert_eq!(c.persistent_keepalive, 0);
+        assert_eq!(c.advertise_addr, None);
+        assert_eq!(c.advertise_port, None);
+        assert_eq!(c.gossip_profile, GossipProfile::Wan);
+        // `wesher agent` is the same.
+        assert_eq!(config(&["agent"], &[]), c);
+    }
+
+    #[test]
+    fn every_flag_is_read() {
+        let c = config(
+            &[
+                "agent",
+                "--cluster-key",
+                KEY,
+                "--join",
+                "a.example,10.0.0.1:7000",
+                "--join=[fd00::1]:8000",
+                "--init",
+                "--bind-addr",
+                "192.168.1.2",
+                "--cluster-port=7000",
+                "--wireguard-port",
+                "51000",
+                "--overlay-net",
+                "fd00:1::/64",
+                "--interface",
+                "wg-mesh",
+                "--no-etc-hosts",
+                "--log-level",
+                "DEBUG",
+                "--state-dir",
+                "/etc/wesher",
+                "--node-name",
+                "router1",
+                "--mtu",
+                "1380",
+                "--persistent-keepalive",
+                "25",
+                "--advertise-addr",
+                "203.0.113.7",
+                "--advertise-port",
+                "17946",
+                "--gossip-profile",
+                "LAN",
+            ],
+            &[],
+        );
+        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+        assert_eq!(
+            c.join.iter().map(|j| j.to_string()).collect::<Vec<_>>(),
+            ["a.example", "10.0.0.1:7000", "[fd00::1]:8000"]
+        );
+        assert!(c.init);
+        assert_eq!(c.bind, Bind::Addr("192.168.1.2".parse().unwrap()));
+        assert_eq!(c.cluster_port, 7000);
+        assert_eq!(c.wireguard_port, 51000);
+        assert_eq!(c.overlay_net.to_string(), "fd00:1::/64");
+        assert_eq!(c.interface, "wg-mesh");
+        assert!(c.no_etc_hosts);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.state_dir, PathBuf::from("/etc/wesher"));
+        assert_eq!(c.node_name.as_deref(), Some("router1"));
+        assert_eq!(c.mtu, 1380);
+        assert_eq!(c.persistent_keepalive, 25);
+        assert_eq!(c.advertise_addr, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(c.advertise_port, Some(17946));
+        assert_eq!(c.gossip_profile, GossipProfile::Lan);
+    }
+
+    #[test]
+    fn every_env_var_is_read() {
+        let c = config(
+            &[],
+            &[
+                ("WESHER_CLUSTER_KEY", KEY),
+                ("WESHER_JOIN", "a, b:1 ,,"),
+                ("WESHER_INIT", "YES"),
+                ("WESHER_BIND_IFACE", "eth0"),
+                ("WESHER_CLUSTER_PORT", "1"),
+                ("WESHER_WIREGUARD_PORT", "65535"),
+                ("WESHER_OVERLAY_NET", "172.16.0.0/16"),
+                ("WESHER_INTERFACE", "wg0"),
+                ("WESHER_NO_ETC_HOSTS", "1"),
+                ("WESHER_LOG_LEVEL", "warning"),
+                ("WESHER_STATE_DIR", "/tmp/x"),
+                ("WESHER_NODE_NAME", "n1"),
+                ("WESHER_MTU", "576"),
+                ("WESHER_PERSISTENT_KEEPALIVE", "65535"),
+                ("WESHER_ADVERTISE_ADDR", "fd00::9"),
+                ("WESHER_ADVERTISE_PORT", "65535"),
+                ("WESHER_GOSSIP_PROFILE", "wan"),
+            ],
+        );
+        assert!(c.cluster_key.is_some());
+        assert_eq!(
+            c.join,
+            vec![
+                JoinAddr {
+                    host: "a".into(),
+                    port: None
+                },
+                JoinAddr {
+                    host: "b".into(),
+                    port: Some(1)
+                }
+            ]
+        );
+        assert!(c.init);
+        assert_eq!(c.bind, Bind::Iface("eth0".into()));
+        assert_eq!((c.cluster_port, c.wireguard_port), (1, 65535));
+        assert_eq!(c.overlay_net.to_string(), "172.16.0.0/16");
+        assert_eq!(c.interface, "wg0");
+        assert!(c.no_etc_hosts);
+        assert_eq!(c.log_level, log::LevelFilter::Warn);
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.node_name.as_deref(), Some("n1"));
+        assert_eq!(c.mtu, 576);
+        assert_eq!(c.persistent_keepalive, 65535);
+        assert_eq!(c.advertise_addr, Some("fd00::9".parse().unwrap()));
+        assert_eq!(c.advertise_port, Some(65535));
+        assert_eq!(c.gossip_profile, GossipProfile::Wan);
+    }
+
+    #[test]
+    fn flag_beats_env_beats_default() {
+        let env = [
+            ("WESHER_CLUSTER_PORT", "8000"),
+            ("WESHER_JOIN", "from-env"),
+            ("WESHER_INIT", "true"),
+        ];
+        let c = config(&["--cluster-port", "9000", "--join", "from-flag"], &env);
+        assert_eq!(c.cluster_port, 9000);
+        assert_eq!(c.join[0].host, "from-flag");
+        assert!(c.init);
+        let c = config(&["--init=false"], &env);
+        assert!(!c.init, "a flag set to false beats the variable");
+        assert_eq!(c.cluster_port, 8000);
+        assert_eq!(c.join[0].host, "from-env");
+        // An empty variable counts as unset.
+        assert_eq!(
+            config(&[], &[("WESHER_CLUSTER_PORT", "")]).cluster_port,
+            7946
+        );
+        // The last occurrence of a single-valued flag wins.
+        assert_eq!(config(&["--mtu", "1300", "--mtu=1400"], &[]).mtu, 1400);
+    }
+
+    #[test]
+    fn booleans() {
+        for (v, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("yes", true),
+            ("Yes", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+            ("NO", false),
+        ] {
+            assert_eq!(
+                config(&[], &[("WESHER_NO_ETC_HOSTS", v)]).no_etc_hosts,
+                want,
+                "{v}"
+            );
+            let flag = format!("--no-etc-hosts={v}");
+            assert_eq!(config(&[&flag], &[]).no_etc_hosts, want, "{v}");
+        }
+        let e = error(&[], &[("WESHER_INIT", "maybe")]);
+        assert_eq!(
+            e,
+            "WESHER_INIT: \"maybe\" is not a boolean (true/false, 1/0, yes/no)"
+        );
+        let e = error(&["--init=perhaps"], &[]);
+        assert!(e.starts_with("--init: "), "{e}");
+    }
+
+    #[test]
+    fn log_levels() {
+        use log::LevelFilter as L;
+        for (v, want) in [
+            ("debug", L::Debug),
+            ("Info", L::Info),
+            ("WARN", L::Warn),
+            ("warning", L::Warn),
+            ("error", L::Error),
+            ("trace", L::Trace),
+        ] {
+            assert_eq!(config(&["--log-level", v], &[]).log_level, want);
+        }
+        let e = error(&["--log-level", "loud"], &[]);
+        assert!(
+            e.starts_with("--log-level: \"loud\" is not a log level"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cluster_key_errors_do_not_echo_the_key() {
+        let e = error(&["--cluster-key", "c2hvcnQ="], &[]);
+        assert_eq!(e, "--cluster-key: decodes to 5 bytes, expected 32");
+        let e = error(&[], &[("WESHER_CLUSTER_KEY", "sec%ret")]);
+        assert!(e.starts_with("WESHER_CLUSTER_KEY: not valid base64"), "{e}");
+        assert!(!e.contains("sec%ret"), "{e}");
+        // Debug output redacts it too.
+        let c = config(&["--cluster-key", KEY], &[]);
+        let dbg = format!("{c:?}");
+        assert!(dbg.contains("<redacted>") && !dbg.contains(KEY), "{dbg}");
+    }
+
+    #[test]
+    fn port_errors() {
+        for (v, want) in [
+            ("0", "--cluster-port: port 0 is out of range 1..65535"),
+            (
+                "65536",
+                "--cluster-port: port 65536 is out of range 1..65535",
+            ),
+            (
+                "99999999999",
+                "--cluster-port: port 99999999999 is out of range 1..65535",
+            ),
+            ("abc", "--cluster-port: port \"abc\" is not a number"),
+            ("-1", "--cluster-port: port \"-1\" is not a number"),
+            ("+5", "--cluster-port: port \"+5\" is not a number"),
+        ] {
+            assert_eq!(error(&[&format!("--cluster-port={v}")], &[]), want);
+        }
+        let e = error(&[], &[("WESHER_WIREGUARD_PORT", "0")]);
+        assert_eq!(e, "WESHER_WIREGUARD_PORT: port 0 is out of range 1..65535");
+        let e = error(&["--advertise-port", "70000"], &[]);
+        assert!(e.starts_with("--advertise-port: "), "{e}");
+    }
+
+    #[test]
+    fn interface_name_errors() {
+        for (v, part) in [
+            ("", "empty"),
+            ("abcdefghijklmnop", "16 bytes, longer than the 15"),
+            ("wg/0", "contains '/'"),
+            ("wg 0", "whitespace"),
+            ("wg:0", "':'"),
+            ("..", "not a valid interface name"),
+        ] {
+            let e = error(&[&format!("--interface={v}")], &[]);
+            assert!(
+                e.starts_with("--interface: ") && e.contains(part),
+                "{v:?}: {e}"
+            );
+        }
+        assert_eq!(
+            config(&["--interface", "abcdefghijklmno"], &[])
+                .interface
+                .len(),
+            15
+        );
+        let e = error(&["--bind-iface", "a/b"], &[]);
+        assert!(e.starts_with("--bind-iface: "), "{e}");
+    }
+
+    #[test]
+    fn overlay_errors() {
+        let e = error(&["--overlay-net", "10.0.0.0/12"], &[]);
+        assert!(
+            e.starts_with(
+                "--overlay-net: prefix length /12 must be a multiple of 8 (Go wesher's rule"
+            ),
+            "{e}"
+        );
+        let e = error(&[], &[("WESHER_OVERLAY_NET", "10.0.0.0")]);
+        assert!(e.starts_with("WESHER_OVERLAY_NET: "), "{e}");
+        let e = error(&["--overlay-net", "10.0.0.0/32"], &[]);
+        assert!(e.contains("no room"), "{e}");
+        let e = error(&["--overlay-net", "banana/8"], &[]);
+        assert!(e.contains("not an IP address"), "{e}");
+        assert_eq!(
+            config(&["--overlay-net", "10.1.2.3/16"], &[])
+                .overlay_net
+                .to_string(),
+            "10.1.2.3/16"
+        );
+    }
+
+    #[test]
+    fn mtu_limits_depend_on_the_overlay_family() {
+        assert_eq!(config(&["--mtu", "9000"], &[]).mtu, 9000);
+        let e = error(&["--mtu", "575"], &[]);
+        assert_eq!(
+            e,
+            "--mtu: MTU 575 is out of range 576..9000 for an IPv4 overlay"
+        );
+        let e = error(&["--mtu", "9001"], &[]);
+        assert!(e.contains("out of range"), "{e}");
+        let e = error(&["--mtu", "1000", "--overlay-net", "fd00::/64"], &[]);
+        assert_eq!(
+            e,
+            "--mtu: MTU 1000 is out of range 1280..9000 for an IPv6 overlay"
+        );
+        assert_eq!(
+            config(&["--mtu", "1280", "--overlay-net", "fd00::/64"], &[]).mtu,
+            1280
+        );
+        assert!(error(&["--mtu", "big"], &[]).contains("not a number"));
+    }
+
+    #[test]
+    fn keepalive_advertise_profile_node_name() {
+        let e = error(&["--persistent-keepalive", "65536"], &[]);
+        assert!(e.starts_with("--persistent-keepalive: "), "{e}");
+        let e = error(&["--advertise-addr", "0.0.0.0"], &[]);
+        assert!(e.contains("cannot be advertised"), "{e}");
+        let e = error(&["--advertise-addr", "host"], &[]);
+        assert!(e.contains("not an IP address"), "{e}");
+        let e = error(&["--gossip-profile", "fast"], &[]);
+        assert!(e.contains("wan or lan"), "{e}");
+        let e = error(&["--node-name", "has space"], &[]);
+        assert!(e.starts_with("--node-name: "), "{e}");
+        assert!(validate_node_name("ok-name.example").is_ok());
+        assert!(validate_node_name("bad#name").is_err());
+    }
+
+    #[test]
+    fn join_forms() {
+        let parse = |s: &str| s.parse::<JoinAddr>();
+        let j = parse("fd00::1").unwrap();
+        assert_eq!((j.host.as_str(), j.port), ("fd00::1", None));
+        assert_eq!(j.port_or(7946), 7946);
+        let j = parse("[fd00::1]:9").unwrap();
+        assert_eq!((j.host.as_str(), j.port), ("fd00::1", Some(9)));
+        assert_eq!(j.to_string(), "[fd00::1]:9");
+        let j = parse("[fd00::1]").unwrap();
+        assert_eq!(j.to_string(), "fd00::1");
+        let j = parse("node.example:7946").unwrap();
+        assert_eq!((j.host.as_str(), j.port), ("node.example", Some(7946)));
+        assert_eq!(parse("1.2.3.4").unwrap().port, None);
+        for bad in [
+            "[fd00::1",
+            "[nothex]:1",
+            "[fd00::1]x",
+            "fd00::1:notaport:",
+            "host:0",
+            "host:",
+            ":7946",
+            "bad host",
+            "a/b",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let e = error(&["--join", "ok,host:99999"], &[]);
+        assert_eq!(
+            e,
+            "--join \"host:99999\": port 99999 is out of range 1..65535"
+        );
+        let e = error(&[], &[("WESHER_JOIN", "bad host")]);
+        assert!(e.starts_with("WESHER_JOIN \"bad host\": "), "{e}");
+    }
+
+    #[test]
+    fn command_line_errors() {
+        assert_eq!(
+            error(&["--bogus"], &[]),
+            "unknown flag --bogus (see --help)"
+        );
+        assert_eq!(error(&["-x"], &[]), "unknown flag -x (see --help)");
+        assert_eq!(error(&["--join"], &[]), "missing value for --join");
+        assert_eq!(
+            error(&["--join", "--init"], &[]),
+            "missing value for --join"
+        );
+        assert!(error(&["agent", "agent"], &[]).contains("unexpected argument \"agent\""));
+        assert!(error(&["status"], &[]).contains("the only command is \"agent\""));
+        let e = error(&["--bind-addr", "1.2.3.4", "--bind-iface", "eth0"], &[]);
+        assert!(e.contains("cannot be used together"), "{e}");
+        let e = error(
+            &["--bind-addr", "1.2.3.4"],
+            &[("WESHER_BIND_IFACE", "eth0")],
+        );
+        assert!(e.contains("cannot be used together"), "{e}");
+        let e = error(&["--bind-addr", "eth0"], &[]);
+        assert_eq!(e, "--bind-addr: \"eth0\" is not an IP address");
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse_env(&["--help"], &[]), Ok(Command::Help));
+        assert_eq!(parse_env(&["agent", "-h"], &[]), Ok(Command::Help));
+        assert_eq!(parse_env(&["--version"], &[]), Ok(Command::Version));
+        // Like Go's kong, --version acts at once, before later arguments are checked.
+        assert_eq!(
+            parse_env(&["--version", "--bogus"], &[]),
+            Ok(Command::Version)
+        );
+        let help = help_text();
+        for o in OPTS {
+            assert!(help.contains(&format!("--{}", o.long)), "{}", o.long);
+            assert!(help.contains(&format!("[env: {}]", o.env)), "{}", o.env);
+        }
+        for d in [
+            "[default: 7946]",
+            "[default: 51820]",
+            "[default: 10.0.0.0/8]",
+            "[default: wgoverlay]",
+            "[default: warn]",
+            "[default: /var/lib/wesher]",
+            "[default: 1420]",
+            "[default: wan]",
+            "[default: the hostname]",
+        ] {
+            assert!(help.contains(d), "{d}");
+        }
+        assert!(help.contains("--version") && help.contains("--help"));
+    }
+}
