@@ -371,7 +371,7 @@ pub fn help_text() -> String {
     let mut out = String::from(
         "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
          Usage: wesher [agent] [OPTIONS]\n\n\
-         Commands:\n  agent                    run the mesh agent (the default)\n\n\
+         Commands:\n  agent                          run the mesh agent (the default)\n\n\
          Options (each can also be set by its environment variable; a flag beats the variable):\n",
     );
     for o in OPTS {
@@ -383,12 +383,12 @@ pub fn help_text() -> String {
         let default = o.default.filter(|_| o.shown_default.is_empty());
         let default = default.unwrap_or(o.shown_default);
         out.push_str(&format!(
-            "  {flag:<28} {}\n  {:<28} [env: {}] [default: {default}]\n",
+            "  {flag:<30} {}\n  {:<30} [env: {}] [default: {default}]\n",
             o.help, "", o.env
         ));
     }
     out.push_str(&format!(
-        "  {:<28} print the version and exit\n  {:<28} print this help and exit\n",
+        "  {:<30} print the version and exit\n  {:<30} print this help and exit\n",
         "--version", "-h, --help"
     ));
     out

@@ -127,8 +127,11 @@ pub fn render(existing: &[u8], iface: &str, entries: &[HostEntry]) -> (Vec<u8>, 
             }
         }
     }
-    if !placed {
+    if !placed && !block.is_empty() {
         out.extend_from_slice(&block);
+    } else if !existing.is_empty() && !existing.ends_with(b"\n") {
+        // Keep a missing final newline, so a file without our lines is left exactly as it was.
+        out.pop();
     }
     (out, skipped)
 }
@@ -230,9 +233,24 @@ mod tests {
             format!(
                 "# comment\n127.0.0.1 localhost\r\n\n10.0.0.1\tn\t{B}\n::1  ip6-localhost  \n\
                  10.0.0.8\tother\t# ! managed automatically by wesher interface wg1\n\
-                 10.1.1.1\tv2node\t{V02_BANNER}\nno-newline-at-end\n"
+                 10.1.1.1\tv2node\t{V02_BANNER}\nno-newline-at-end"
             )
         );
+    }
+
+    #[test]
+    fn missing_final_newline_is_kept_unless_we_append() {
+        let (out, _) = render(b"127.0.0.1 localhost", "wg0", &[]);
+        assert_eq!(out, b"127.0.0.1 localhost");
+        let (out, _) = render(b"127.0.0.1 localhost", "wg0", &[entry("a", "10.0.0.1")]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("127.0.0.1 localhost\n10.0.0.1\ta\t{}\n", banner("wg0"))
+        );
+        // Our last line without a newline: removing it leaves the rest as it was.
+        let existing = format!("x\n10.0.0.1\ta\t{}", banner("wg0"));
+        let (out, _) = render(existing.as_bytes(), "wg0", &[]);
+        assert_eq!(out, b"x");
     }
 
     #[test]
@@ -307,6 +325,11 @@ mod tests {
         assert_eq!(o.write, Write::Renamed);
         assert_eq!(fs::read_to_string(&path).unwrap(), "127.0.0.1\tlocalhost\n");
         assert_eq!(cleanup(&path, "wgoverlay").unwrap().write, Write::Unchanged);
+
+        // A file we never wrote to is not touched by cleanup, even without a final newline.
+        fs::write(&path, "127.0.0.1\tlocalhost").unwrap();
+        assert_eq!(cleanup(&path, "wgoverlay").unwrap().write, Write::Unchanged);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "127.0.0.1\tlocalhost");
     }
 
     #[test]
@@ -351,16 +374,23 @@ mod tests {
         fs::write(&source, "127.0.0.1 localhost\n").unwrap();
         fs::write(&target, "placeholder\n").unwrap();
         let exe = std::env::current_exe().unwrap();
-        let status = std::process::Command::new("unshare")
+        let output = std::process::Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(r#"mount --bind "$1" "$2" && exec "$3" --exact hosts::tests::child_update_on_bind_mount --include-ignored --test-threads 1"#)
             .args(["sh".as_ref(), source.as_os_str(), target.as_os_str(), exe.as_os_str()])
             .env("WESHER_TEST_BIND_MOUNTED_HOSTS", &target)
-            .status();
-        match status {
+            .output();
+        match output {
             Err(e) => skip_or_fail(&format!("cannot run unshare: {e}")),
-            Ok(s) => {
-                assert!(s.success(), "child test failed: {s}");
+            Ok(out) => {
+                // The child's output is kept out of ours (its summary line would confuse readers).
+                assert!(
+                    out.status.success(),
+                    "child test failed: {}\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 // The child wrote through the bind mount into the source file.
                 assert_eq!(
                     fs::read_to_string(&source).unwrap(),

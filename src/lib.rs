@@ -9,4 +9,5 @@ pub mod netlink;
 pub mod nodemeta;
 pub mod overlay;
 pub mod state;
+pub mod transport;
 pub mod wireguard;

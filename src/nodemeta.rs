@@ -404,7 +404,7 @@ fn extra_field(types: &Types, name: String, value: Value) -> Result<Option<Extra
             );
         }
         ExtraValue::Strings(strings)
-    } else if types.is_marshaled(elem_type) {
+    } else if types.is_addr(elem_type) {
         let mut addrs = Vec::new();
         for item in items {
             let Value::Marshaled(b) = item else {
@@ -433,8 +433,8 @@ enum WireType {
     /// Slice or array: element type.
     List(i64),
     Map(i64, i64),
-    /// GobEncoder, BinaryMarshaler or TextMarshaler: opaque bytes.
-    Marshaled,
+    /// GobEncoder, BinaryMarshaler or TextMarshaler: opaque bytes; the Go type name.
+    Marshaled(Vec<u8>),
 }
 
 struct Types(Vec<(i64, WireType)>);
@@ -444,8 +444,9 @@ impl Types {
         self.0.iter().find(|(i, _)| *i == id).map(|(_, t)| t)
     }
 
-    fn is_marshaled(&self, id: i64) -> bool {
-        matches!(self.get(id), Some(WireType::Marshaled))
+    /// Whether `id` is netip.Addr (gob names it "Addr").
+    fn is_addr(&self, id: i64) -> bool {
+        matches!(self.get(id), Some(WireType::Marshaled(name)) if name == ADDR_TYPE.1.as_bytes())
     }
 }
 
@@ -564,13 +565,15 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// `CommonType{Name string, Id int}`: we only need it to be well formed.
-    fn common_type(&mut self) -> Result<(), MetaError> {
+    /// `CommonType{Name string, Id int}`: returns the name (the id repeats the message's).
+    fn common_type(&mut self) -> Result<Vec<u8>, MetaError> {
+        let mut name = Vec::new();
         self.fields(|r, field| match field {
-            0 => r.bytes().map(drop),
+            0 => r.bytes().map(|b| name = b),
             1 => r.int().map(drop),
             _ => err(format!("unknown CommonType field {field}")),
-        })
+        })?;
+        Ok(name)
     }
 
     fn wire_type(&mut self) -> Result<WireType, MetaError> {
@@ -580,7 +583,7 @@ impl<'a> Reader<'a> {
                 WT_ARRAY | WT_SLICE => {
                     let mut elem = 0;
                     r.fields(|r, f| match f {
-                        0 => r.common_type(),
+                        0 => r.common_type().map(drop),
                         1 => r.int().map(|id| elem = id),
                         2 if field == WT_ARRAY => r.int().map(drop),
                         _ => err(format!("unknown array/slice type field {f}")),
@@ -590,7 +593,7 @@ impl<'a> Reader<'a> {
                 WT_STRUCT => {
                     let mut fields = Vec::new();
                     r.fields(|r, f| match f {
-                        0 => r.common_type(),
+                        0 => r.common_type().map(drop),
                         1 => {
                             for _ in 0..r.count()? {
                                 let (mut name, mut id) = (String::new(), 0);
@@ -615,7 +618,7 @@ impl<'a> Reader<'a> {
                 WT_MAP => {
                     let (mut key, mut elem) = (0, 0);
                     r.fields(|r, f| match f {
-                        0 => r.common_type(),
+                        0 => r.common_type().map(drop),
                         1 => r.int().map(|id| key = id),
                         2 => r.int().map(|id| elem = id),
                         _ => err(format!("unknown mapType field {f}")),
@@ -623,11 +626,12 @@ impl<'a> Reader<'a> {
                     WireType::Map(key, elem)
                 }
                 WT_GOB_ENCODER | WT_BINARY_MARSHALER | WT_TEXT_MARSHALER => {
+                    let mut name = Vec::new();
                     r.fields(|r, f| match f {
-                        0 => r.common_type(),
+                        0 => r.common_type().map(|n| name = n),
                         _ => err(format!("unknown gobEncoderType field {f}")),
                     })?;
-                    WireType::Marshaled
+                    WireType::Marshaled(name)
                 }
                 _ => return err(format!("unknown wireType field {field}")),
             };
@@ -649,7 +653,7 @@ impl<'a> Reader<'a> {
             T_INTERFACE => err("interface values are not supported"),
             _ => match types.get(id) {
                 None => err(format!("undefined type id {id}")),
-                Some(WireType::Marshaled) => self.bytes().map(Value::Marshaled),
+                Some(WireType::Marshaled(_)) => self.bytes().map(Value::Marshaled),
                 Some(WireType::List(elem)) => {
                     let mut items = Vec::new();
                     for _ in 0..self.count()? {
@@ -1103,7 +1107,9 @@ mod tests {
 
     #[test]
     fn unknown_field_shapes_are_skipped() {
-        // A struct with OverlayAddr, PubKey and a map[string]int plus an int: both ignored.
+        // OverlayAddr, PubKey, then fields we do not know: a map[string]int, an int, and a
+        // []Key of 32-byte BinaryMarshaler values (a list of marshaled values that are not
+        // netip.Addr must not be mistaken for addresses). All are skipped, as gob does.
         let mut out = Vec::new();
         put_message(
             &mut out,
@@ -1115,6 +1121,7 @@ mod tests {
                     ("PubKey", T_STRING),
                     ("M", 67),
                     ("N", T_INT),
+                    ("Keys", 68),
                 ],
             ),
         );
@@ -1130,6 +1137,8 @@ mod tests {
         put_int(&mut map_def, T_INT);
         map_def.extend_from_slice(&[0, 0]);
         put_message(&mut out, &map_def);
+        put_message(&mut out, &slice_type_def(68, "[]Key", 69));
+        put_message(&mut out, &binary_marshaler_type_def(69, "Key"));
         let mut v = Vec::new();
         put_int(&mut v, 65);
         v.extend_from_slice(&[1, 4, 10, 0, 0, 7]);
@@ -1139,6 +1148,9 @@ mod tests {
         put_int(&mut v, -300);
         put_uint(&mut v, 1);
         put_int(&mut v, 42);
+        put_uint(&mut v, 1);
+        put_uint(&mut v, 1);
+        put_bytes(&mut v, &[7; 32]);
         v.push(0);
         put_message(&mut out, &v);
         let (meta, _) = NodeMeta::decode(&out).unwrap();

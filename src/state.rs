@@ -257,16 +257,17 @@ pub enum KeySource {
     Generated,
 }
 
-/// Go's precedence: the configured key, else the stored one (the caller passes None for it
-/// under --init, as Go does not load state then), else a new random key.
+/// Go's precedence: the configured key, else the stored one unless `init` (--init forgets the
+/// state), else a new random key.
 pub fn choose_key(
     configured: Option<[u8; KEY_LEN]>,
     stored: Option<[u8; KEY_LEN]>,
+    init: bool,
 ) -> Result<([u8; KEY_LEN], KeySource), StateError> {
     if let Some(k) = configured {
         return Ok((k, KeySource::Configured));
     }
-    if let Some(k) = stored {
+    if let Some(k) = stored.filter(|_| !init) {
         return Ok((k, KeySource::Stored));
     }
     Ok((generate_key()?, KeySource::Generated))
@@ -535,14 +536,16 @@ mod tests {
     fn key_precedence() {
         let a = [1u8; 32];
         let b = [2u8; 32];
-        assert_eq!(
-            choose_key(Some(a), Some(b)).unwrap(),
-            (a, KeySource::Configured)
-        );
-        assert_eq!(choose_key(None, Some(b)).unwrap(), (b, KeySource::Stored));
-        let (k1, src) = choose_key(None, None).unwrap();
+        let configured = (a, KeySource::Configured);
+        assert_eq!(choose_key(Some(a), Some(b), false).unwrap(), configured);
+        assert_eq!(choose_key(Some(a), Some(b), true).unwrap(), configured);
+        let stored = (b, KeySource::Stored);
+        assert_eq!(choose_key(None, Some(b), false).unwrap(), stored);
+        let (k1, src) = choose_key(None, Some(b), true).unwrap();
+        assert_eq!(src, KeySource::Generated, "--init ignores the stored key");
+        assert_ne!(k1, b);
+        let (k2, src) = choose_key(None, None, false).unwrap();
         assert_eq!(src, KeySource::Generated);
-        let (k2, _) = choose_key(None, None).unwrap();
         assert_ne!(k1, k2, "two generated keys must differ");
     }
 }

@@ -65,7 +65,7 @@ pub struct Kernel {
 impl Kernel {
     pub fn open(ifname: &str) -> Result<Kernel, Error> {
         let mut conn = Conn::open(NlFamily::Generic, "generic")?;
-        let family = resolve_family(&mut conn)?;
+        let family = resolve_family(&mut conn, FAMILY_NAME)?;
         Ok(Kernel {
             conn,
             family,
@@ -101,13 +101,14 @@ impl Kernel {
     }
 }
 
-fn resolve_family(conn: &mut Conn) -> Result<u16, Error> {
-    let what = "finding the kernel's WireGuard netlink family";
+fn resolve_family(conn: &mut Conn, name: &str) -> Result<u16, Error> {
+    let what = format!("finding the kernel's {name} netlink family");
+    let what = what.as_str();
     let request = GenlmsghdrBuilder::<u8, u16>::default()
         .cmd(u8::from(CtrlCmd::Getfamily))
         .version(CTRL_VERSION)
         .attrs(
-            [attr(CTRL_ATTR_FAMILY_NAME, false, FAMILY_NAME)?]
+            [attr(CTRL_ATTR_FAMILY_NAME, false, name)?]
                 .into_iter()
                 .collect::<GenlBuffer<_, _>>(),
         )
@@ -115,7 +116,7 @@ fn resolve_family(conn: &mut Conn) -> Result<u16, Error> {
         .map_err(|e| Error::new(what, e.to_string()))?;
     let replies = match conn.request(what, u16::from(GenlId::Ctrl), NlmF::empty(), request) {
         Err(e) if e.raw_errno() == Some(libc::ENOENT) => {
-            return Err(e.with_hint("the kernel has no WireGuard module"))
+            return Err(e.with_hint(&format!("the kernel has no {name} module")))
         }
         other => other?,
     };
@@ -465,6 +466,29 @@ mod tests {
                 .collect(),
             persistent_keepalive: None,
         }
+    }
+
+    // The generic netlink request path against this machine's kernel: the controller
+    // always exists with its fixed id; an unknown family is ENOENT with the hint.
+    #[test]
+    fn family_resolution_on_the_running_kernel() {
+        let mut conn = Conn::open(NlFamily::Generic, "generic").unwrap();
+        assert_eq!(
+            resolve_family(&mut conn, "nlctrl").unwrap(),
+            u16::from(GenlId::Ctrl)
+        );
+        let err = resolve_family(&mut conn, "nosuchfamily").unwrap_err();
+        assert_eq!(err.raw_errno(), Some(libc::ENOENT));
+        assert_eq!(
+            err.to_string(),
+            "finding the kernel's nosuchfamily netlink family: No such file or directory \
+             (the kernel has no nosuchfamily module)"
+        );
+        // The socket stays usable after an error reply.
+        assert_eq!(
+            resolve_family(&mut conn, "nlctrl").unwrap(),
+            u16::from(GenlId::Ctrl)
+        );
     }
 
     #[test]
