@@ -10,6 +10,7 @@ if [ -n "$AGENT" ]; then
     case_add wesher/mesh-forms 240 wesher_mesh_forms
     case_add wesher/ping-by-hostname 180 wesher_ping_by_hostname
     case_add wesher/wg-show-agrees 120 wesher_wg_show_agrees
+    case_add wesher/status-lists-peers 60 wesher_status_lists_peers
     case_add wesher/restart-new-key 240 wesher_restart_new_key
     case_add wesher/leave-removes-peer 180 wesher_leave_removes_peer
     case_add wesher/shutdown-deletes-link 180 wesher_shutdown_deletes_link
@@ -27,10 +28,13 @@ start_node() { # N [ARGS...]
     rm -f "/tmp/node$n.rc" "/tmp/node$n.pid"
     [ -f /tmp/cluster.key ] || head -c 32 /dev/urandom | base64 >/tmp/cluster.key
     echo "=== start node$n $*" >>"/tmp/node$n.log"
-    # ip netns exec execs wesher, so $! inside the wrapper is wesher's own process id.
-    sh -c "$IP netns exec node$n $WESHER --cluster-key $(cat /tmp/cluster.key) --node-name node$n \
+    # ip netns exec gives the node its own mount namespace; a tmpfs there gives it its own
+    # /run/wesher (control socket). Both it and the inner shell exec, so $! in the wrapper is
+    # wesher's own process id.
+    sh -c "$IP netns exec node$n sh -c 'mkdir -p /run/wesher && mount -t tmpfs -o mode=0700 run-wesher /run/wesher &&
+        exec $WESHER --cluster-key $(cat /tmp/cluster.key) --node-name node$n \
         --state-dir /var/lib/wesher-node$n --bind-addr $SUBNET.$n --wireguard-port $WG_PORT \
-        --gossip-profile lan --log-level debug $* >>/tmp/node$n.log 2>&1 &
+        --gossip-profile lan --log-level debug $*' >>/tmp/node$n.log 2>&1 &
         echo \$! >/tmp/node$n.pid
         wait \$!
         echo \$? >/tmp/node$n.rc" </dev/null >/dev/null 2>&1 &
@@ -142,6 +146,20 @@ wesher_wg_show_agrees() {
             [ -n "$meta" ] || fail "node$n's state file has no metadata for node$m"
             echo "$meta" | base64 -d | strings -n 8 | grep -qF "$pub" ||
                 fail "node$m's advertised metadata (in node$n's state) does not carry its device key $pub"
+        done
+    done
+}
+
+# `wesher status --json` asks the running agent over its control socket (in the node's mounts).
+wesher_status_lists_peers() {
+    for n in $NODES; do
+        out=$(nsenter -t "$(cat "/tmp/node$n.pid")" -m -n $WESHER status --json) || fail "wesher status on node$n: $out"
+        echo "$out"
+        for m in $NODES; do
+            [ "$n" = "$m" ] && continue
+            echo "$out" | grep -qF "\"name\":\"node$m\"" || fail "node$n's status does not list node$m"
+            echo "$out" | grep -qF "\"public_key\":\"$(pubkey_of "$m")\"" || fail "node$n's status lacks node$m's key"
+            echo "$out" | grep -qF "\"overlay\":\"$(overlay_of "$m")\"" || fail "node$n's status lacks node$m's overlay address"
         done
     done
 }
