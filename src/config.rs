@@ -35,6 +35,25 @@ pub enum Command {
     Help,
     /// `--version`: print the version and exit 0.
     Version,
+    /// `wesher status [--json]`: ask the running agent of an interface for the mesh.
+    Status { interface: String, json: bool },
+    /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
+    Key {
+        interface: String,
+        action: KeyAction,
+        key: String,
+    },
+}
+
+/// What `wesher key` does with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAction {
+    /// Accept the key for decryption (and keep encrypting with the current one).
+    Install,
+    /// Encrypt with the key from now on; it must be installed.
+    Use,
+    /// Stop accepting the key; it must not be the one in use.
+    Remove,
 }
 
 /// How to pick the gossip bind address.
@@ -154,6 +173,10 @@ pub struct Config {
     pub advertise_addr: Option<IpAddr>,
     pub advertise_port: Option<u16>,
     pub gossip_profile: GossipProfile,
+    /// Networks behind this node that the others route through it (site-to-site).
+    pub routed_nets: Vec<Cidr>,
+    /// This node's overlay address set by hand instead of derived from its name.
+    pub overlay_addr: Option<IpAddr>,
 }
 
 // Hand-written so the cluster key never reaches a log line.
@@ -177,6 +200,8 @@ impl fmt::Debug for Config {
             .field("advertise_addr", &self.advertise_addr)
             .field("advertise_port", &self.advertise_port)
             .field("gossip_profile", &self.gossip_profile)
+            .field("routed_nets", &self.routed_nets)
+            .field("overlay_addr", &self.overlay_addr)
             .finish()
     }
 }
@@ -364,14 +389,39 @@ const OPTS: &[Opt] = &[
         shown_default: "",
         help: "memberlist timings: wan (Go wesher's) or lan (faster failure detection)",
     },
+    Opt {
+        long: "routed-net",
+        env: "WESHER_ROUTED_NET",
+        kind: Kind::List,
+        meta: "CIDR,...",
+        default: None,
+        shown_default: "none",
+        help: "networks behind this node (e.g. its LAN) that the other nodes route through it",
+    },
+    Opt {
+        long: "overlay-addr",
+        env: "WESHER_OVERLAY_ADDR",
+        kind: Kind::Value,
+        meta: "IP",
+        default: None,
+        shown_default: "derived from the node name",
+        help: "this node's overlay address, inside --overlay-net (never moved on a collision)",
+    },
 ];
 
 /// The --help text: every option with its variable and default.
 pub fn help_text() -> String {
     let mut out = String::from(
         "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
-         Usage: wesher [agent] [OPTIONS]\n\n\
-         Commands:\n  agent                          run the mesh agent (the default)\n\n\
+         Usage: wesher [agent] [OPTIONS]\n\
+         \x20      wesher status [--json] [--interface DEV]\n\
+         \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
+         Commands:\n\
+         \x20 agent                          run the mesh agent (the default)\n\
+         \x20 status                         show the running agent's members, addresses and handshakes\n\
+         \x20 key install|use|remove KEY     rotate the running agent's cluster key without downtime:\n\
+         \x20                                install the new key on every node, then use it everywhere,\n\
+         \x20                                then remove the old one\n\n\
          Options (each can also be set by its environment variable; a flag beats the variable):\n",
     );
     for o in OPTS {
@@ -566,17 +616,89 @@ where
             }
             Arg::Value(v) => {
                 let v = v.to_string_lossy().into_owned();
-                if v == "agent" && !seen_command {
-                    seen_command = true;
-                } else {
-                    return Err(ConfigError(format!(
-                        "unexpected argument {v:?} (the only command is \"agent\"; see --help)"
-                    )));
+                let first = !seen_command && raw.values.iter().all(Vec::is_empty);
+                match v.as_str() {
+                    "agent" if first => seen_command = true,
+                    "status" | "key" if first => return parse_client(&v, &mut parser, &env),
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "unexpected argument {v:?} (commands: agent, status, key; see --help)"
+                        )))
+                    }
                 }
             }
         }
     }
     resolve(&raw, &env).map(|c| Command::Agent(Box::new(c)))
+}
+
+/// `status [--json] [--interface DEV]` and `key install|use|remove KEY [--interface DEV]`.
+fn parse_client(
+    command: &str,
+    parser: &mut lexopt::Parser,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError> {
+    use lexopt::Arg;
+    let mut interface = env("WESHER_INTERFACE")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "wgoverlay".into());
+    let mut json = false;
+    let mut words = Vec::new();
+    while let Some(arg) = parser
+        .next()
+        .map_err(|e| ConfigError(format!("{e} (see --help)")))?
+    {
+        match arg {
+            Arg::Long("json") if command == "status" => json = true,
+            Arg::Long("interface") => {
+                let v = parser
+                    .value()
+                    .map_err(|_| ConfigError("missing value for --interface".into()))?;
+                interface = utf8(v, "interface")?;
+            }
+            Arg::Value(v) => words.push(utf8(v, command)?),
+            Arg::Long(name) => {
+                return Err(ConfigError(format!(
+                    "unknown flag --{name} for `wesher {command}` (see --help)"
+                )))
+            }
+            Arg::Short(c) => {
+                return Err(ConfigError(format!(
+                    "unknown flag -{c} for `wesher {command}` (see --help)"
+                )))
+            }
+        }
+    }
+    validate_interface(&interface).map_err(|e| ConfigError(format!("--interface: {e}")))?;
+    if command == "status" {
+        if let Some(w) = words.first() {
+            return Err(ConfigError(format!(
+                "unexpected argument {w:?} to `wesher status`"
+            )));
+        }
+        return Ok(Command::Status { interface, json });
+    }
+    let [action, key] = words.as_slice() else {
+        return Err(ConfigError(
+            "usage: wesher key install|use|remove KEY [--interface DEV]".into(),
+        ));
+    };
+    let action = match action.as_str() {
+        "install" => KeyAction::Install,
+        "use" => KeyAction::Use,
+        "remove" => KeyAction::Remove,
+        other => {
+            return Err(ConfigError(format!(
+                "unknown key action {other:?} (install, use or remove)"
+            )))
+        }
+    };
+    base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    Ok(Command::Key {
+        interface,
+        action,
+        key: key.clone(),
+    })
 }
 
 /// Parses the process's own arguments and environment.
@@ -729,6 +851,44 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         "gossip-profile",
     )?;
 
+    let mut routed_nets = Vec::new();
+    if let Some((src, values)) = effective(raw, env, "routed-net") {
+        for v in &values {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let net = item
+                    .parse::<Cidr>()
+                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                if net.network() != net.addr() {
+                    return Err(ConfigError(format!(
+                        "{src} {item:?}: host bits are set (did you mean {}/{}?)",
+                        net.network(),
+                        net.prefix_len()
+                    )));
+                }
+                if net.overlaps(&overlay_net) {
+                    return Err(ConfigError(format!(
+                        "{src} {item:?} overlaps the overlay network {overlay_net}"
+                    )));
+                }
+                routed_nets.push(net);
+            }
+        }
+    }
+    let overlay_addr = one(raw, env, "overlay-addr", |s| {
+        let a = ip(s)?;
+        if !overlay_net.contains(a) {
+            return Err(format!(
+                "{a} is not inside the overlay network {overlay_net}"
+            ));
+        }
+        if crate::overlay::is_reserved(&overlay_net, a) {
+            return Err(format!(
+                "{a} is the network or broadcast address of {overlay_net}"
+            ));
+        }
+        Ok(a)
+    })?;
+
     Ok(Config {
         cluster_key,
         join,
@@ -747,6 +907,8 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         advertise_addr,
         advertise_port,
         gossip_profile,
+        routed_nets,
+        overlay_addr,
     })
 }
 
@@ -1166,7 +1328,8 @@ mod tests {
             "missing value for --join"
         );
         assert!(error(&["agent", "agent"], &[]).contains("unexpected argument \"agent\""));
-        assert!(error(&["status"], &[]).contains("the only command is \"agent\""));
+        assert!(error(&["frob"], &[]).contains("commands: agent, status, key"));
+        assert!(error(&["agent", "status"], &[]).contains("unexpected argument \"status\""));
         let e = error(&["--bind-addr", "1.2.3.4", "--bind-iface", "eth0"], &[]);
         assert!(e.contains("cannot be used together"), "{e}");
         let e = error(
@@ -1207,5 +1370,76 @@ mod tests {
             assert!(help.contains(d), "{d}");
         }
         assert!(help.contains("--version") && help.contains("--help"));
+    }
+
+    #[test]
+    fn client_commands() {
+        let c = parse_env(&["status", "--json", "--interface", "wg1"], &[]).unwrap();
+        assert_eq!(
+            c,
+            Command::Status {
+                interface: "wg1".into(),
+                json: true
+            }
+        );
+        let c = parse_env(&["status"], &[("WESHER_INTERFACE", "wg2")]).unwrap();
+        assert_eq!(
+            c,
+            Command::Status {
+                interface: "wg2".into(),
+                json: false
+            }
+        );
+        let c = parse_env(&["key", "use", KEY], &[]).unwrap();
+        assert_eq!(
+            c,
+            Command::Key {
+                interface: "wgoverlay".into(),
+                action: KeyAction::Use,
+                key: KEY.into()
+            }
+        );
+        assert!(error(&["key", "use"], &[]).contains("usage: wesher key"));
+        assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
+        assert!(error(&["key", "install", "short"], &[]).contains("key:"));
+        assert!(error(&["status", "--frob"], &[]).contains("unknown flag --frob"));
+        assert!(error(&["status", "--interface", "a/b"], &[]).contains("--interface"));
+    }
+
+    #[test]
+    fn routed_nets_and_overlay_addr() {
+        let c = config(
+            &[
+                "--routed-net",
+                "192.168.1.0/24,192.168.2.0/24",
+                "--routed-net=172.16.0.0/12",
+            ],
+            &[],
+        );
+        let nets: Vec<String> = c.routed_nets.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["192.168.1.0/24", "192.168.2.0/24", "172.16.0.0/12"]);
+        let c = config(&[], &[("WESHER_ROUTED_NET", "fd00:1::/64")]);
+        assert_eq!(c.routed_nets.len(), 1);
+        assert!(
+            error(&["--routed-net", "192.168.1.1/24"], &[]).contains("did you mean 192.168.1.0/24")
+        );
+        assert!(
+            error(&["--routed-net", "10.1.0.0/16"], &[]).contains("overlaps the overlay network")
+        );
+        assert!(error(&["--routed-net", "nonsense"], &[]).contains("--routed-net"));
+        let c = config(&["--overlay-addr", "10.1.2.3"], &[]);
+        assert_eq!(c.overlay_addr, Some("10.1.2.3".parse().unwrap()));
+        assert!(error(&["--overlay-addr", "192.168.0.1"], &[])
+            .contains("not inside the overlay network"));
+        assert!(error(
+            &[
+                "--overlay-net",
+                "10.9.0.0/16",
+                "--overlay-addr",
+                "10.9.255.255"
+            ],
+            &[]
+        )
+        .contains("broadcast"));
     }
 }

@@ -1,10 +1,13 @@
 //! wesher: a WireGuard mesh manager speaking hashicorp memberlist's wire protocol.
 
+pub mod agent;
 pub mod base64;
 pub mod config;
+pub mod control;
 pub mod fsutil;
 pub mod hosts;
 pub mod membership;
+pub mod mesh;
 pub mod netlink;
 pub mod nodemeta;
 pub mod overlay;

@@ -11,13 +11,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use neli::{
     attr::Attribute,
     consts::{
-        nl::{NlType, NlmF},
+        nl::{NlType, NlmF, Nlmsg},
         rtnl::{
             Arphrd, Ifa, IfaF, Iff, Ifla, IflaInfo, RtAddrFamily, RtScope, RtTable, Rta, RtaType,
             Rtm, Rtn, Rtprot,
         },
         socket::NlFamily,
     },
+    err::SocketError,
     nl::{NlPayload, NlmsghdrBuilder},
     rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder},
     rtnl::{Rtmsg, RtmsgBuilder},
@@ -92,13 +93,22 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn open(family: NlFamily, what: &str) -> Result<Conn, Error> {
-        let sock = NlSocketHandle::connect(family, None, Groups::empty())
-            .map_err(|e| Error::new(format!("opening {what} netlink socket"), e.to_string()))?;
+        let sock = NlSocketHandle::connect(family, None, Groups::empty()).map_err(|e| {
+            let context = format!("opening {what} netlink socket");
+            match e {
+                SocketError::Io(io) => match io.raw_os_error() {
+                    Some(errno) => Error::errno(context, errno),
+                    None => Error::new(context, io.to_string()),
+                },
+                other => Error::new(context, other.to_string()),
+            }
+        })?;
         Ok(Conn { sock, seq: 0 })
     }
 
     /// Sends one request and returns the payloads of its replies. Non-dump requests ask
-    /// for an ACK, so a failure always comes back as an error number.
+    /// for an ACK, so a failure always comes back as an error number. A dump that the
+    /// kernel marks inconsistent (the table changed meanwhile) is asked for again.
     pub(crate) fn request<T, P>(
         &mut self,
         what: &str,
@@ -106,6 +116,29 @@ impl Conn {
         flags: NlmF,
         payload: P,
     ) -> Result<Vec<P>, Error>
+    where
+        T: NlType + fmt::Debug,
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug + Clone,
+    {
+        for _ in 0..3 {
+            if let Some(replies) = self.exchange(what, ty, flags, payload.clone())? {
+                return Ok(replies);
+            }
+        }
+        Err(Error::new(
+            what,
+            "the kernel's table kept changing during the dump",
+        ))
+    }
+
+    /// One request; `None` when a dump came back marked interrupted.
+    fn exchange<T, P>(
+        &mut self,
+        what: &str,
+        ty: T,
+        flags: NlmF,
+        payload: P,
+    ) -> Result<Option<Vec<P>>, Error>
     where
         T: NlType + fmt::Debug,
         P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug,
@@ -129,6 +162,7 @@ impl Conn {
         self.sock.send(&msg).map_err(|e| fail(e.to_string()))?;
 
         let mut replies = Vec::new();
+        let mut interrupted = false;
         loop {
             let (messages, _) = self
                 .sock
@@ -139,6 +173,7 @@ impl Conn {
                 if *msg.nl_seq() != seq {
                     continue; // left over from an earlier request that failed midway
                 }
+                interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
                 match msg.nl_payload() {
                     NlPayload::Payload(bytes) => {
                         let parsed =
@@ -146,14 +181,16 @@ impl Conn {
                                 .map_err(|e| fail(format!("malformed reply: {e}")))?;
                         replies.push(parsed);
                     }
-                    NlPayload::Ack(_) => return Ok(replies),
-                    NlPayload::Err(e) => return Err(Error::errno(what, -*e.error())),
+                    NlPayload::Ack(_) => return Ok(Some(replies)),
+                    NlPayload::Err(e) => {
+                        return Err(Error::errno(what, e.error().saturating_neg()))
+                    }
                     NlPayload::DumpExtAck(done) if *done.error() != 0 => {
-                        return Err(Error::errno(what, -*done.error()))
+                        return Err(Error::errno(what, done.error().saturating_neg()))
                     }
                     NlPayload::DumpExtAck(_) | NlPayload::Empty => {
-                        if dump && *msg.nl_type() == u16::from(neli::consts::nl::Nlmsg::Done) {
-                            return Ok(replies);
+                        if dump && *msg.nl_type() == u16::from(Nlmsg::Done) {
+                            return Ok((!interrupted).then_some(replies));
                         }
                     }
                 }
@@ -281,25 +318,17 @@ impl Netlink {
 
     pub fn delete_link(&mut self, index: u32) -> Result<(), Error> {
         let msg = ifinfo(index, Iff::empty(), Vec::new())?;
-        self.conn.request(
-            &format!("deleting link {index}"),
-            Rtm::Dellink,
-            NlmF::empty(),
-            msg,
-        )?;
-        Ok(())
+        self.on_link(index, Rtm::Dellink, NlmF::empty(), msg, None, |name| {
+            format!("deleting link {name}")
+        })
     }
 
     /// Sets the MTU and brings the link up.
     pub fn set_mtu_up(&mut self, index: u32, mtu: u32) -> Result<(), Error> {
         let msg = ifinfo(index, Iff::UP, vec![rtattr(Ifla::Mtu, mtu)?])?;
-        self.conn.request(
-            &format!("setting MTU {mtu} and up on link {index}"),
-            Rtm::Newlink,
-            NlmF::empty(),
-            msg,
-        )?;
-        Ok(())
+        self.on_link(index, Rtm::Newlink, NlmF::empty(), msg, None, |name| {
+            format!("setting MTU {mtu} and up on link {name}")
+        })
     }
 
     /// Every address, or those of one interface; IPv4 first, in kernel order.
@@ -317,21 +346,20 @@ impl Netlink {
 
     /// Adds (or refreshes) an address; adding one that is there already is fine.
     pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), Error> {
-        let what = format!("adding address {addr}/{prefix_len} to link {index}");
         let msg = address_msg(index, addr, prefix_len)?;
-        self.conn
-            .request(&what, Rtm::Newaddr, NlmF::CREATE | NlmF::REPLACE, msg)?;
-        Ok(())
+        let flags = NlmF::CREATE | NlmF::REPLACE;
+        self.on_link(index, Rtm::Newaddr, flags, msg, None, |name| {
+            format!("adding address {addr}/{prefix_len} to link {name}")
+        })
     }
 
     /// Removes an address; removing one that is not there is fine.
     pub fn del_address(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), Error> {
-        let what = format!("removing address {addr}/{prefix_len} from link {index}");
         let msg = address_msg(index, addr, prefix_len)?;
-        match self.conn.request(&what, Rtm::Deladdr, NlmF::empty(), msg) {
-            Err(e) if e.errno != Some(EADDRNOTAVAIL) => Err(e),
-            _ => Ok(()),
-        }
+        let absent = Some(EADDRNOTAVAIL);
+        self.on_link(index, Rtm::Deladdr, NlmF::empty(), msg, absent, |name| {
+            format!("removing address {addr}/{prefix_len} from link {name}")
+        })
     }
 
     /// Routes of the main table through the interface, except the ones the kernel
@@ -347,20 +375,53 @@ impl Netlink {
 
     /// Adds (or takes over) a link-scope route to `dst/prefix_len` through the interface.
     pub fn add_route(&mut self, index: u32, dst: IpAddr, prefix_len: u8) -> Result<(), Error> {
-        let what = format!("adding route {dst}/{prefix_len} to link {index}");
         let msg = route_msg(index, dst, prefix_len)?;
-        self.conn
-            .request(&what, Rtm::Newroute, NlmF::CREATE | NlmF::REPLACE, msg)?;
-        Ok(())
+        let flags = NlmF::CREATE | NlmF::REPLACE;
+        self.on_link(index, Rtm::Newroute, flags, msg, None, |name| {
+            format!("adding route {dst}/{prefix_len} to link {name}")
+        })
     }
 
     /// Removes a route; removing one that is not there is fine.
     pub fn del_route(&mut self, index: u32, dst: IpAddr, prefix_len: u8) -> Result<(), Error> {
-        let what = format!("removing route {dst}/{prefix_len} from link {index}");
         let msg = route_msg(index, dst, prefix_len)?;
-        match self.conn.request(&what, Rtm::Delroute, NlmF::empty(), msg) {
-            Err(e) if e.errno != Some(ESRCH) => Err(e),
-            _ => Ok(()),
+        self.on_link(
+            index,
+            Rtm::Delroute,
+            NlmF::empty(),
+            msg,
+            Some(ESRCH),
+            |name| format!("removing route {dst}/{prefix_len} from link {name}"),
+        )
+    }
+
+    /// A change to one link. Callers pass indexes but people read names, so a failure
+    /// looks the name up to say which link; `absent` is the error number that means
+    /// "already done".
+    fn on_link<P>(
+        &mut self,
+        index: u32,
+        ty: Rtm,
+        flags: NlmF,
+        msg: P,
+        absent: Option<i32>,
+        what: impl FnOnce(&str) -> String,
+    ) -> Result<(), Error>
+    where
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug + Clone,
+    {
+        match self.conn.request("", ty, flags, msg) {
+            Ok(_) => Ok(()),
+            Err(e) if absent.is_some() && e.errno == absent => Ok(()),
+            Err(e) => {
+                let lookup = ifinfo(index, Iff::empty(), Vec::new())?;
+                let name = match self.conn.request("", Rtm::Getlink, NlmF::empty(), lookup) {
+                    Ok(replies) => replies.iter().find_map(parse_link).map(|l| l.name),
+                    Err(_) => None,
+                };
+                let name = name.unwrap_or_else(|| format!("#{index}"));
+                Err(e.with_context(what(&name)))
+            }
         }
     }
 

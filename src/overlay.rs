@@ -131,6 +131,11 @@ impl Cidr {
         }
     }
 
+    /// Whether the two networks share any address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.contains(other.network()) || other.contains(self.network())
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         ip.is_ipv4() == self.addr.is_ipv4() && {
             let mask = mask_bits(self.addr, self.prefix_len);

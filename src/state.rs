@@ -37,6 +37,9 @@ pub struct StoredNode {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct State {
     pub cluster_key: Option<[u8; KEY_LEN]>,
+    /// Keys accepted for decryption besides `cluster_key`, during a key rotation. Stored as
+    /// `ClusterKeys`, a field Go wesher ignores.
+    pub extra_keys: Vec<[u8; KEY_LEN]>,
     pub nodes: Vec<StoredNode>,
 }
 
@@ -132,6 +135,24 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateErr
         Some(_) => return Err(corrupt(path, "ClusterKey is not a string")),
     };
 
+    let mut extra_keys = Vec::new();
+    match top.get("ClusterKeys") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let Value::String(s) = item else {
+                    return Err(corrupt(path, format!("ClusterKeys[{i}] is not a string")));
+                };
+                let key = base64::decode_key(s)
+                    .map_err(|e| corrupt(path, format!("ClusterKeys[{i}] {e}")))?;
+                if Some(key) != cluster_key && !extra_keys.contains(&key) {
+                    extra_keys.push(key);
+                }
+            }
+        }
+        Some(_) => return Err(corrupt(path, "ClusterKeys is not an array")),
+    }
+
     let mut nodes = Vec::new();
     let mut warnings = Vec::new();
     match top.get("Nodes") {
@@ -149,7 +170,14 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateErr
         }
         Some(_) => return Err(corrupt(path, "Nodes is not an array")),
     }
-    Ok((State { cluster_key, nodes }, warnings))
+    Ok((
+        State {
+            cluster_key,
+            extra_keys,
+            nodes,
+        },
+        warnings,
+    ))
 }
 
 fn parse_node(item: &Value) -> Result<StoredNode, String> {
@@ -185,6 +213,17 @@ struct FileOut<'a> {
     nodes: Vec<NodeOut<'a>>,
 }
 
+/// The same with the keyring of a rotation in progress.
+#[derive(Serialize)]
+struct FileOutRotating<'a> {
+    #[serde(rename = "ClusterKey")]
+    cluster_key: Option<String>,
+    #[serde(rename = "ClusterKeys")]
+    cluster_keys: Vec<String>,
+    #[serde(rename = "Nodes")]
+    nodes: Vec<NodeOut<'a>>,
+}
+
 #[derive(Serialize)]
 struct NodeOut<'a> {
     #[serde(rename = "Name")]
@@ -199,23 +238,35 @@ struct NodeOut<'a> {
     pub_key: &'a str,
 }
 
-/// The JSON Go's `json.Marshal` would produce for the same state (Go's field order, v0.3 shape).
+/// The JSON Go's `json.Marshal` would produce for the same state (Go's field order, v0.3 shape);
+/// `ClusterKeys` (primary first) only while extra keys are installed.
 pub fn render(state: &State) -> String {
-    let out = FileOut {
-        cluster_key: state.cluster_key.map(|k| base64::encode(&k)),
-        nodes: state
-            .nodes
-            .iter()
-            .map(|n| NodeOut {
-                name: &n.name,
-                addr: n.addr.to_string(),
-                meta: base64::encode(&n.meta),
-                overlay_addr: "",
-                pub_key: "",
-            })
-            .collect(),
-    };
-    json::to_string(&out)
+    let cluster_key = state.cluster_key.map(|k| base64::encode(&k));
+    let nodes = state
+        .nodes
+        .iter()
+        .map(|n| NodeOut {
+            name: &n.name,
+            addr: n.addr.to_string(),
+            meta: base64::encode(&n.meta),
+            overlay_addr: "",
+            pub_key: "",
+        })
+        .collect();
+    if state.extra_keys.is_empty() {
+        return json::to_string(&FileOut { cluster_key, nodes });
+    }
+    let cluster_keys = state
+        .cluster_key
+        .iter()
+        .chain(&state.extra_keys)
+        .map(|k| base64::encode(k))
+        .collect();
+    json::to_string(&FileOutRotating {
+        cluster_key,
+        cluster_keys,
+        nodes,
+    })
 }
 
 /// Saves atomically to `<dir>/<iface>.json`, creating `dir` (0700) if needed.
@@ -373,6 +424,7 @@ mod tests {
     fn render_round_trips_in_gos_shape() {
         let state = State {
             cluster_key: Some(key()),
+            extra_keys: Vec::new(),
             nodes: vec![StoredNode {
                 name: "node1".into(),
                 addr: "192.168.77.1".parse().unwrap(),
@@ -398,6 +450,7 @@ mod tests {
     fn names_with_quotes_survive() {
         let state = State {
             cluster_key: None,
+            extra_keys: Vec::new(),
             nodes: vec![StoredNode {
                 name: "we\"ird\\name\u{1}".into(),
                 addr: "10.0.0.1".parse().unwrap(),
@@ -468,6 +521,7 @@ mod tests {
 
         let other = State {
             cluster_key: Some([9; 32]),
+            extra_keys: Vec::new(),
             nodes: vec![],
         };
         save(dir.path(), "wg0", &other).unwrap();
@@ -504,6 +558,7 @@ mod tests {
         let state_dir = dir.path().join("nested").join("wesher");
         let state = State {
             cluster_key: Some(key()),
+            extra_keys: Vec::new(),
             nodes: vec![],
         };
         save(&state_dir, "wgoverlay", &state).unwrap();
@@ -547,5 +602,26 @@ mod tests {
         let (k2, src) = choose_key(None, None, false).unwrap();
         assert_eq!(src, KeySource::Generated);
         assert_ne!(k1, k2, "two generated keys must differ");
+    }
+
+    #[test]
+    fn keyring_of_a_rotation_round_trips_and_plain_state_stays_go_shaped() {
+        let plain = State {
+            cluster_key: Some([1; 32]),
+            extra_keys: Vec::new(),
+            nodes: Vec::new(),
+        };
+        assert!(!render(&plain).contains("ClusterKeys"));
+        let rotating = State {
+            extra_keys: vec![[2; 32], [3; 32]],
+            ..plain
+        };
+        let text = render(&rotating);
+        assert!(text.contains("ClusterKeys"), "{text}");
+        let (back, warnings) = parse(text.as_bytes(), Path::new("x.json")).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(back, rotating);
+        let err = parse(br#"{"ClusterKeys": ["short"]}"#, Path::new("x.json")).unwrap_err();
+        assert!(err.to_string().contains("ClusterKeys[0]"), "{err}");
     }
 }

@@ -6,12 +6,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 
 use crate::membership::io::{Input, StreamId, Transmit};
+use crate::membership::Membership;
 
 /// Largest datagram we can receive; memberlist's own are at most 1400 bytes but a peer's MTU
 /// choice is not ours to police here.
@@ -477,6 +479,25 @@ impl Stream {
                     return self.closed(true);
                 }
             }
+        }
+    }
+}
+
+/// Hands everything the core wants sent to the transport, and feeds back at once what that
+/// produced (a connect refused on the spot, an overflowing stream), until both are quiet. Call it
+/// after every `handle_input` / `handle_timeout` / `join` / `set_meta` / `leave`.
+pub fn pump(membership: &mut Membership, transport: &mut Transport, now: Instant) {
+    let mut inputs = Vec::new();
+    loop {
+        while let Some(transmit) = membership.poll_transmit() {
+            transport.send(transmit);
+        }
+        transport.drain_pending(&mut inputs);
+        if inputs.is_empty() {
+            return;
+        }
+        for input in inputs.drain(..) {
+            membership.handle_input(now, input);
         }
     }
 }

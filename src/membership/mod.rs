@@ -1,7 +1,118 @@
 //! memberlist-compatible gossip membership as a sans-IO state machine.
+//!
+//! [`Membership`] speaks hashicorp memberlist's protocol (SWIM with Lifeguard, push-pull
+//! anti-entropy) but never touches a socket or a clock. A driver (the real `transport` or the
+//! simulated network in [`sim`]) runs it like this:
+//!
+//! 1. `Membership::new(config, now, seed)`, then `join(now, &addrs)` to sync with known nodes.
+//! 2. Feed everything that happens as [`io::Input`] through `handle_input(now, input)`: UDP
+//!    datagrams, accepted / connected / closed TCP streams and stream bytes.
+//! 3. Call `handle_timeout(now)` once `now >= next_deadline()`.
+//! 4. After every call, drain `poll_transmit()` (datagrams to send, streams to open, write or
+//!    close) and `poll_event()` (members joining, updating, leaving; join results).
+//!
+//! `set_meta` announces new metadata, `leave` announces a graceful leave; keep driving the
+//! machine until `leave_done()` so the announcement actually goes out.
 
+mod broadcast;
+mod codec;
 pub mod io;
 pub mod keyring;
 pub mod message;
 mod msgpack;
+mod rng;
+pub mod sim;
+mod stream;
+mod swim;
+mod timing;
 pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+pub use keyring::Keyring;
+pub use message::Vsn;
+pub use swim::Membership;
+pub use timing::{suspicion_timeout, Timing};
+
+/// What a node needs to take part.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Unique node name (Go wesher: the hostname).
+    pub name: String,
+    /// Address and port other members reach us at (UDP and TCP).
+    pub advertise: SocketAddr,
+    pub keyring: Keyring,
+    pub timing: Timing,
+    /// Node metadata (wesher: the gob-encoded overlay address and public key), <= 512 bytes.
+    pub meta: Vec<u8>,
+}
+
+/// One member as we currently see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub meta: Vec<u8>,
+    pub incarnation: u32,
+    pub state: MemberState,
+    pub vsn: Vsn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    Dead,
+    /// Left gracefully (announced its own death).
+    Left,
+}
+
+impl MemberState {
+    pub fn is_dead_or_left(self) -> bool {
+        matches!(self, MemberState::Dead | MemberState::Left)
+    }
+}
+
+/// What the application hears about, never about the local node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A member became alive: first seen, or back after being dead or gone.
+    Join(Member),
+    /// An alive member announced new metadata.
+    Update(Member),
+    /// A member was declared dead or left.
+    Leave(Member),
+    /// Outcome of the push-pull with one `join()` address: Ok(number of members it told us
+    /// about) or the reason it failed.
+    JoinResult {
+        addr: SocketAddr,
+        result: Result<usize, String>,
+    },
+}
+
+/// Traffic counters and drop reasons, for status output and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub streams_in: u64,
+    pub streams_out: u64,
+    /// Messages decoded from packets and streams.
+    pub messages_in: u64,
+    /// Dropped input by reason: codec error kinds and protocol rule violations.
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    fn drop(&mut self, reason: &'static str) {
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Total drops for `reason` (0 if never seen).
+    pub fn drops_for(&self, reason: &str) -> u64 {
+        self.drops.get(reason).copied().unwrap_or(0)
+    }
+}

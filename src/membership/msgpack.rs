@@ -289,6 +289,60 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Writes a Go struct's fields in go-msgpack's order (alphabetical by field name), leaving out
+/// `omitempty` fields that are empty.
+pub(crate) struct Fields<'a> {
+    w: Writer<'a>,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn start(out: &'a mut Vec<u8>, count: usize) -> Self {
+        let mut w = Writer::new(out);
+        w.map(count as u8);
+        Fields { w }
+    }
+    pub(crate) fn raw(&mut self, name: &str, v: &[u8]) -> &mut Self {
+        self.w.key(name);
+        self.w.raw(v);
+        self
+    }
+    pub(crate) fn bytes_or_nil(&mut self, name: &str, v: &[u8]) -> &mut Self {
+        self.w.key(name);
+        self.w.bytes_or_nil(v);
+        self
+    }
+    pub(crate) fn uint(&mut self, name: &str, v: u64) -> &mut Self {
+        self.w.key(name);
+        self.w.uint(v);
+        self
+    }
+    pub(crate) fn int(&mut self, name: &str, v: u64) -> &mut Self {
+        self.w.key(name);
+        self.w.int(v);
+        self
+    }
+    pub(crate) fn bool(&mut self, name: &str, v: bool) -> &mut Self {
+        self.w.key(name);
+        self.w.bool(v);
+        self
+    }
+}
+
+/// Calls `field(name, reader)` for each map entry; entries it does not take (returns false)
+/// are skipped, as Go skips unknown fields.
+pub(crate) fn read_fields<'a>(
+    r: &mut Reader<'a>,
+    mut field: impl FnMut(&[u8], &mut Reader<'a>) -> Result<bool, WireError>,
+) -> Result<(), WireError> {
+    for _ in 0..r.map()? {
+        let name = r.bytes()?;
+        if !field(name, r)? {
+            r.skip()?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,399 @@
+//! The control socket: `wesher status` and `wesher key ...` talk to a running agent.
+//!
+//! One request line per connection, one reply, then the agent closes. The server side is
+//! non-blocking and driven by the agent's mio loop; the client side is a plain blocking call.
+//! The socket is created 0600 in a 0700 directory: only root can ask.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use log::debug;
+use miniserde::{Deserialize, Serialize};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+
+/// Directory of the control sockets, one per interface.
+pub const RUN_DIR: &str = "/var/run/wesher";
+/// Longest request line accepted; requests are a few words and a key.
+const MAX_REQUEST: usize = 512;
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNS: usize = 16;
+
+/// The socket path for an interface.
+pub fn socket_path(interface: &str) -> PathBuf {
+    Path::new(RUN_DIR).join(format!("{interface}.sock"))
+}
+
+/// What a client may ask.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    KeyInstall(String),
+    KeyUse(String),
+    KeyRemove(String),
+}
+
+impl Request {
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["status"] => Ok(Request::Status),
+            ["key", "install", k] => Ok(Request::KeyInstall(k.to_string())),
+            ["key", "use", k] => Ok(Request::KeyUse(k.to_string())),
+            ["key", "remove", k] => Ok(Request::KeyRemove(k.to_string())),
+            _ => Err(format!("unknown request {line:?}")),
+        }
+    }
+
+    fn line(&self) -> String {
+        match self {
+            Request::Status => "status".into(),
+            Request::KeyInstall(k) => format!("key install {k}"),
+            Request::KeyUse(k) => format!("key use {k}"),
+            Request::KeyRemove(k) => format!("key remove {k}"),
+        }
+    }
+}
+
+/// One member as `wesher status` shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MemberStatus {
+    pub name: String,
+    pub overlay: String,
+    pub underlay: String,
+    pub state: String,
+    pub public_key: String,
+    /// Seconds since the last WireGuard handshake; None before the first one.
+    pub handshake_age_secs: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// The whole status reply.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Status {
+    pub interface: String,
+    pub node: MemberStatus,
+    pub members: Vec<MemberStatus>,
+}
+
+impl Status {
+    /// A table for people; scripts use `--json`.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "interface {}: node {} overlay {} underlay {}\n",
+            self.interface, self.node.name, self.node.overlay, self.node.underlay
+        );
+        out.push_str(&format!(
+            "{:<20} {:<16} {:<22} {:<8} {:>10} {:>12} {:>12}\n",
+            "NAME", "OVERLAY", "UNDERLAY", "STATE", "HANDSHAKE", "RX", "TX"
+        ));
+        for m in &self.members {
+            let hs = m
+                .handshake_age_secs
+                .map_or_else(|| "never".to_string(), |s| format!("{s}s ago"));
+            out.push_str(&format!(
+                "{:<20} {:<16} {:<22} {:<8} {:>10} {:>12} {:>12}\n",
+                m.name, m.overlay, m.underlay, m.state, hs, m.rx_bytes, m.tx_bytes
+            ));
+        }
+        out
+    }
+}
+
+/// Send one request to the agent of `interface` and return its reply.
+pub fn ask(path: &Path, request: &Request) -> Result<String, String> {
+    let mut stream = StdUnixStream::connect(path).map_err(|e| {
+        format!(
+            "connecting to {}: {e} (is the agent running, and are you root?)",
+            path.display()
+        )
+    })?;
+    let timeout = Some(Duration::from_secs(10));
+    let io_err = |e: io::Error| format!("talking to {}: {e}", path.display());
+    stream.set_read_timeout(timeout).map_err(io_err)?;
+    stream
+        .write_all(format!("{}\n", request.line()).as_bytes())
+        .map_err(io_err)?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).map_err(io_err)?;
+    match reply.strip_prefix("error: ") {
+        Some(e) => Err(e.trim_end().to_string()),
+        None => Ok(reply),
+    }
+}
+
+struct Conn {
+    stream: UnixStream,
+    request: Vec<u8>,
+    reply: Option<Vec<u8>>,
+}
+
+/// The listening side, owned by the agent's loop. Tokens `first_token..first_token + MAX_CONNS`
+/// are the connections, `first_token - 1` the listener.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    token: Token,
+    conns: HashMap<Token, Conn>,
+}
+
+impl Server {
+    /// Number of tokens the server uses, starting at the one passed to `bind`.
+    pub const TOKENS: usize = MAX_CONNS + 1;
+
+    pub fn bind(path: &Path, registry: &Registry, token: Token) -> io::Result<Server> {
+        if let Some(dir) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        // A socket left by a killed agent is stale unless something still answers on it.
+        if path.exists() && StdUnixStream::connect(path).is_err() {
+            fs::remove_file(path)?;
+        }
+        let mut listener = UnixListener::bind(path)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+        registry.register(&mut listener, token, Interest::READABLE)?;
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            token,
+            conns: HashMap::new(),
+        })
+    }
+
+    pub fn owns(&self, token: Token) -> bool {
+        (self.token.0..self.token.0 + Self::TOKENS).contains(&token.0)
+    }
+
+    /// Handle readiness; returns requests that are complete, to be answered with `reply`.
+    pub fn handle_event(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+    ) -> Vec<(Token, Result<Request, String>)> {
+        let mut requests = Vec::new();
+        if token == self.token {
+            self.accept(registry);
+            return requests;
+        }
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return requests;
+        };
+        if conn.reply.is_some() {
+            if flush(conn) {
+                self.close(registry, token);
+            }
+            return requests;
+        }
+        let mut buf = [0u8; 256];
+        loop {
+            match conn.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.close(registry, token);
+                    return requests;
+                }
+                Ok(n) => {
+                    conn.request.extend_from_slice(&buf[..n]);
+                    if let Some(end) = conn.request.iter().position(|&b| b == b'\n') {
+                        let line = String::from_utf8_lossy(&conn.request[..end]).into_owned();
+                        requests.push((token, Request::parse(&line)));
+                        return requests;
+                    }
+                    if conn.request.len() > MAX_REQUEST {
+                        requests.push((token, Err("request too long".into())));
+                        return requests;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return requests,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("control connection: {e}");
+                    self.close(registry, token);
+                    return requests;
+                }
+            }
+        }
+    }
+
+    /// Answer a request; the connection closes once the reply is written.
+    pub fn reply(&mut self, registry: &Registry, token: Token, reply: Result<String, String>) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let text = match reply {
+            Ok(t) => t,
+            Err(e) => format!("error: {e}\n"),
+        };
+        conn.reply = Some(text.into_bytes());
+        if flush(conn) {
+            self.close(registry, token);
+        } else if let Err(e) = registry.reregister(&mut conn.stream, token, Interest::WRITABLE) {
+            debug!("control connection: {e}");
+            self.close(registry, token);
+        }
+    }
+
+    fn accept(&mut self, registry: &Registry) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let Some(token) = (self.token.0 + 1..self.token.0 + Self::TOKENS)
+                        .map(Token)
+                        .find(|t| !self.conns.contains_key(t))
+                    else {
+                        debug!("control socket: too many connections, dropping one");
+                        continue;
+                    };
+                    if registry
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_ok()
+                    {
+                        self.conns.insert(
+                            token,
+                            Conn {
+                                stream,
+                                request: Vec::new(),
+                                reply: None,
+                            },
+                        );
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("control socket accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, registry: &Registry, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = registry.deregister(&mut conn.stream);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Write what the socket takes; true when the whole reply is out (or the peer is gone).
+fn flush(conn: &mut Conn) -> bool {
+    let Some(reply) = conn.reply.as_mut() else {
+        return false;
+    };
+    while !reply.is_empty() {
+        match conn.stream.write(reply) {
+            Ok(0) => return true,
+            Ok(n) => {
+                reply.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+    use std::time::Instant;
+
+    #[test]
+    fn requests_parse_and_round_trip() {
+        for r in [
+            Request::Status,
+            Request::KeyInstall("abc=".into()),
+            Request::KeyUse("abc=".into()),
+            Request::KeyRemove("abc=".into()),
+        ] {
+            assert_eq!(Request::parse(&r.line()), Ok(r));
+        }
+        assert!(Request::parse("key frob x").is_err());
+        assert!(Request::parse("").is_err());
+    }
+
+    #[test]
+    fn status_json_round_trips_and_renders() {
+        let m = MemberStatus {
+            name: "node2".into(),
+            overlay: "10.59.76.237".into(),
+            underlay: "192.0.2.2:7946".into(),
+            state: "alive".into(),
+            public_key: "k".into(),
+            handshake_age_secs: Some(3),
+            rx_bytes: 10,
+            tx_bytes: 20,
+        };
+        let s = Status {
+            interface: "wgoverlay".into(),
+            node: m.clone(),
+            members: vec![m],
+        };
+        let json = miniserde::json::to_string(&s);
+        assert_eq!(miniserde::json::from_str::<Status>(&json).unwrap(), s);
+        let table = s.render();
+        assert!(
+            table.contains("node2") && table.contains("3s ago"),
+            "{table}"
+        );
+    }
+
+    /// A real socket: the server answers a blocking client from a poll loop on another thread.
+    #[test]
+    fn server_answers_a_client_over_a_real_socket() {
+        let dir = std::env::temp_dir().join(format!("wesher-control-{}", std::process::id()));
+        let path = dir.join("wgtest.sock");
+        let mut poll = Poll::new().unwrap();
+        let mut server = Server::bind(&path, poll.registry(), Token(10)).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let client_path = path.clone();
+        let client = std::thread::spawn(move || {
+            (
+                ask(&client_path, &Request::Status),
+                ask(&client_path, &Request::KeyUse("x".into())),
+            )
+        });
+        let mut events = Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut answered = 0;
+        while answered < 2 && Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            for ev in events.iter() {
+                assert!(server.owns(ev.token()));
+                for (token, req) in server.handle_event(poll.registry(), ev.token()) {
+                    let reply = match req {
+                        Ok(Request::Status) => Ok("all good\n".to_string()),
+                        Ok(other) => Err(format!("refused {other:?}")),
+                        Err(e) => Err(e),
+                    };
+                    server.reply(poll.registry(), token, reply);
+                    answered += 1;
+                }
+            }
+        }
+        let (status, key) = client.join().unwrap();
+        assert_eq!(status, Ok("all good\n".to_string()));
+        assert_eq!(key, Err("refused KeyUse(\"x\")".to_string()));
+        drop(server);
+        assert!(!path.exists(), "socket removed on drop");
+        let _ = fs::remove_dir(&dir);
+    }
+}

@@ -1,0 +1,336 @@
+//! TCP streams of the SWIM core: join and periodic push-pull (full state exchange), the
+//! fallback ping, and serving both to peers. One framed message each way per stream.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::debug;
+
+use super::io::{Input, StreamId, Transmit};
+use super::message::{AckResp, ErrResp, Message, NodeState, PushNodeState, PushPull};
+use super::swim::{Membership, Node};
+use super::wire;
+use super::{Event, MemberState};
+
+/// Streams a peer may have open to us at once (memberlist's maxPushPullRequests).
+const MAX_INCOMING_STREAMS: usize = 128;
+/// Bytes buffered per stream before its frame is complete. Below Go's 20 MiB push state limit
+/// but room for ~16k members; wesher clusters are far smaller.
+const MAX_STREAM_BYTES: usize = 4 << 20;
+/// Members accepted from one push-pull.
+const MAX_PUSH_NODES: usize = 16_384;
+
+pub(super) enum Role {
+    /// Our push-pull (join or periodic anti-entropy) with `addr`.
+    PushPull { addr: SocketAddr, join: bool },
+    /// TCP fallback ping of the running probe.
+    Ping { seq: u32, ping: Vec<u8> },
+    /// A peer's stream to us.
+    Incoming,
+}
+
+pub(super) struct Stream {
+    role: Role,
+    buf: Vec<u8>,
+    pub(super) deadline: Instant,
+}
+
+impl Membership {
+    /// Opens TCP push-pull (with `Join = true`) to each address; one `Event::JoinResult` each.
+    pub fn join(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        for &addr in addrs {
+            self.open_push_pull(now, addr, true);
+        }
+    }
+
+    fn open_stream(&mut self, to: SocketAddr, role: Role, deadline: Instant) -> StreamId {
+        self.next_stream += 1;
+        let id = StreamId::Outgoing(self.next_stream);
+        self.streams.insert(
+            id,
+            Stream {
+                role,
+                buf: Vec::new(),
+                deadline,
+            },
+        );
+        self.stats.streams_out += 1;
+        self.transmits.push_back(Transmit::Connect { id, to });
+        id
+    }
+
+    fn open_push_pull(&mut self, now: Instant, addr: SocketAddr, join: bool) {
+        let deadline = now + self.timing.tcp_timeout;
+        self.open_stream(addr, Role::PushPull { addr, join }, deadline);
+    }
+
+    pub(super) fn open_ping_stream(
+        &mut self,
+        to: SocketAddr,
+        seq: u32,
+        ping: Vec<u8>,
+        deadline: Instant,
+    ) -> StreamId {
+        self.open_stream(to, Role::Ping { seq, ping }, deadline)
+    }
+
+    /// Periodic anti-entropy with one random alive member. Better than Go: every other round
+    /// goes to a member that died within gossip_to_the_dead_time if there is one, so a healed
+    /// partition reconverges (Go only heals if gossip happens to cross in that window).
+    pub(super) fn periodic_push_pull(&mut self, now: Instant) {
+        let me = self.name.clone();
+        let dead_time = self.timing.gossip_to_the_dead_time;
+        let recently_dead = |n: &Node| {
+            n.member.state == MemberState::Dead
+                && now.saturating_duration_since(n.state_change) <= dead_time
+        };
+        let mut picked = Vec::new();
+        if self.rng.below(2) == 0 {
+            picked = self.random_nodes(1, |n| !recently_dead(n));
+        }
+        if picked.is_empty() {
+            picked = self.random_nodes(1, |n| {
+                n.member.name == me || n.member.state != MemberState::Alive
+            });
+        }
+        if let Some(&i) = picked.first() {
+            let addr = self.nodes[i].member.addr;
+            debug!("memberlist: initiating push/pull sync with {addr}");
+            self.open_push_pull(now, addr, false);
+        }
+    }
+
+    pub(super) fn handle_stream_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Datagram { .. } => {}
+            Input::Accepted { id, from } => {
+                let incoming = self
+                    .streams
+                    .values()
+                    .filter(|s| matches!(s.role, Role::Incoming))
+                    .count();
+                if incoming >= MAX_INCOMING_STREAMS {
+                    debug!("memberlist: too many streams, refusing {from}");
+                    self.stats.drop("too_many_streams");
+                    self.transmits.push_back(Transmit::StreamClose { id });
+                    return;
+                }
+                self.stats.streams_in += 1;
+                let deadline = now + self.timing.tcp_timeout;
+                self.streams.insert(
+                    id,
+                    Stream {
+                        role: Role::Incoming,
+                        buf: Vec::new(),
+                        deadline,
+                    },
+                );
+            }
+            Input::Connected { id } => self.send_first(id),
+            Input::StreamData { id, bytes } => self.stream_data(now, id, &bytes),
+            Input::StreamClosed { id } => {
+                if let Some(s) = self.streams.remove(&id) {
+                    self.stream_failed(&s.role, "connection closed");
+                }
+            }
+        }
+    }
+
+    /// Our side speaks first on streams we open.
+    fn send_first(&mut self, id: StreamId) {
+        let msg = match self.streams.get(&id).map(|s| &s.role) {
+            Some(Role::PushPull { join, .. }) => {
+                wire::encode_message(&Message::PushPull(self.local_state(*join)))
+            }
+            Some(Role::Ping { ping, .. }) => ping.clone(),
+            _ => return,
+        };
+        self.stream_send(id, &msg);
+    }
+
+    fn stream_send(&mut self, id: StreamId, msg: &[u8]) {
+        let bytes = wire::seal_stream(msg, &self.keyring, &mut self.nonces);
+        self.stats.bytes_out += bytes.len() as u64;
+        self.transmits.push_back(Transmit::StreamSend { id, bytes });
+    }
+
+    /// Forgets a stream and asks the driver to close it.
+    pub(super) fn close_stream(&mut self, id: StreamId) {
+        if self.streams.remove(&id).is_some() {
+            self.transmits.push_back(Transmit::StreamClose { id });
+        }
+    }
+
+    fn stream_data(&mut self, now: Instant, id: StreamId, bytes: &[u8]) {
+        self.stats.bytes_in += bytes.len() as u64;
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.buf.len() + bytes.len() > MAX_STREAM_BYTES {
+            self.stats.drop("stream_too_large");
+            self.fail_stream(id, "remote state too large");
+            return;
+        }
+        s.buf.extend_from_slice(bytes);
+        match wire::open_stream(&s.buf, &self.keyring) {
+            Ok(None) => {}
+            Ok(Some((msg, _))) => {
+                self.stats.messages_in += 1;
+                self.stream_message(now, id, msg);
+            }
+            Err(e) => {
+                debug!("memberlist: bad stream frame on {id:?}: {e}");
+                self.stats.drop(e.kind());
+                if matches!(id, StreamId::Incoming(_)) {
+                    // As Go does: tell the peer why (it needs our key to read it).
+                    let resp = wire::encode_message(&Message::Err(ErrResp {
+                        error: e.to_string(),
+                    }));
+                    self.stream_send(id, &resp);
+                }
+                self.fail_stream(id, &e.to_string());
+            }
+        }
+    }
+
+    /// The one message a stream carries has arrived: act on it, answer if we serve, close.
+    fn stream_message(&mut self, now: Instant, id: StreamId, msg: Message) {
+        let Some(s) = self.streams.remove(&id) else {
+            return;
+        };
+        match (s.role, msg) {
+            (Role::Incoming, Message::PushPull(pp)) if pp.nodes.len() > MAX_PUSH_NODES => {
+                self.stats.drop("push_pull_too_large");
+            }
+            (Role::Incoming, Message::PushPull(pp)) => {
+                // Answer with our state as it was before the merge, as Go does.
+                let reply = wire::encode_message(&Message::PushPull(self.local_state(pp.join)));
+                self.stream_send(id, &reply);
+                self.merge(now, pp.nodes);
+            }
+            (Role::Incoming, Message::Ping(p)) if p.node.is_empty() || p.node == self.name => {
+                let ack = wire::encode_message(&Message::Ack(AckResp {
+                    seq_no: p.seq_no,
+                    payload: None,
+                }));
+                self.stream_send(id, &ack);
+            }
+            (Role::PushPull { addr, join }, Message::PushPull(pp)) => {
+                let n = pp.nodes.len();
+                if n > MAX_PUSH_NODES {
+                    self.stats.drop("push_pull_too_large");
+                    self.join_result(join, addr, Err("remote state too large".into()));
+                } else {
+                    self.merge(now, pp.nodes);
+                    self.join_result(join, addr, Ok(n));
+                }
+            }
+            (Role::PushPull { addr, join }, Message::Err(e)) => {
+                self.join_result(join, addr, Err(format!("remote error: {}", e.error)));
+            }
+            (Role::Ping { seq, .. }, Message::Ack(a)) if a.seq_no == seq => {
+                self.tcp_ping_acked(seq);
+            }
+            (role, _) => {
+                self.stats.drop("unexpected_stream_message");
+                self.stream_failed(&role, "unexpected message");
+            }
+        }
+        self.transmits.push_back(Transmit::StreamClose { id });
+    }
+
+    fn fail_stream(&mut self, id: StreamId, why: &str) {
+        if let Some(s) = self.streams.remove(&id) {
+            self.transmits.push_back(Transmit::StreamClose { id });
+            self.stream_failed(&s.role, why);
+        }
+    }
+
+    fn stream_failed(&mut self, role: &Role, why: &str) {
+        if let Role::PushPull { addr, join } = role {
+            debug!("memberlist: push/pull with {addr} failed: {why}");
+            self.join_result(*join, *addr, Err(why.to_owned()));
+        }
+    }
+
+    fn join_result(&mut self, join: bool, addr: SocketAddr, result: Result<usize, String>) {
+        if join {
+            self.events.push_back(Event::JoinResult { addr, result });
+        }
+    }
+
+    pub(super) fn expire_streams(&mut self, now: Instant) {
+        let due: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.fail_stream(id, "i/o timeout");
+        }
+    }
+
+    fn local_state(&self, join: bool) -> PushPull {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let m = &n.member;
+                PushNodeState {
+                    name: m.name.clone(),
+                    addr: m.addr.ip(),
+                    port: m.addr.port(),
+                    meta: m.meta.clone(),
+                    incarnation: m.incarnation,
+                    state: match m.state {
+                        MemberState::Alive => NodeState::Alive,
+                        MemberState::Suspect => NodeState::Suspect,
+                        MemberState::Dead => NodeState::Dead,
+                        MemberState::Left => NodeState::Left,
+                    },
+                    vsn: m.vsn,
+                }
+            })
+            .collect();
+        PushPull { join, nodes }
+    }
+
+    /// memberlist's mergeState: alive through the alive rules, left as a graceful dead, dead
+    /// and suspect only as suspect (a remote opinion is not proof).
+    fn merge(&mut self, now: Instant, remote: Vec<PushNodeState>) {
+        use super::message::{Alive, Dead, Suspect};
+        for r in remote {
+            match r.state {
+                NodeState::Alive => self.alive_node(
+                    now,
+                    Alive {
+                        incarnation: r.incarnation,
+                        node: r.name,
+                        addr: r.addr,
+                        port: r.port,
+                        meta: r.meta,
+                        vsn: r.vsn,
+                    },
+                    false,
+                ),
+                NodeState::Left => self.dead_node(
+                    now,
+                    Dead {
+                        incarnation: r.incarnation,
+                        from: r.name.clone(),
+                        node: r.name,
+                    },
+                ),
+                NodeState::Dead | NodeState::Suspect => self.suspect_node(
+                    now,
+                    Suspect {
+                        incarnation: r.incarnation,
+                        node: r.name,
+                        from: self.name.clone(),
+                    },
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The SWIM core driven by hand with real codec bytes: protocol rules, serving streams, and
+//! hostile or stale input (dropped and counted, never a panic).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use wesher::membership::io::{Input, StreamId, Transmit};
+use wesher::membership::message::*;
+use wesher::membership::wire::{self, Nonces, PacketOpts};
+use wesher::membership::{Config, Event, Keyring, MemberState, Membership, Timing};
+
+const KEY: [u8; 32] = [9; 32];
+
+fn addr(last: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, last], 7946))
+}
+
+fn node(now: Instant) -> Membership {
+    let config = Config {
+        name: "me".into(),
+        advertise: addr(1),
+        keyring: Keyring::new(KEY),
+        timing: Timing::lan(),
+        meta: b"my-meta".to_vec(),
+    };
+    Membership::new(config, now, 42)
+}
+
+fn packet(msgs: &[Message]) -> Vec<u8> {
+    let encoded: Vec<Vec<u8>> = msgs.iter().map(wire::encode_message).collect();
+    let opts = PacketOpts {
+        crc: true,
+        compress: true,
+    };
+    wire::seal_packet(&encoded, opts, &Keyring::new(KEY), &mut Nonces::new(1))
+}
+
+fn feed(m: &mut Membership, now: Instant, from: SocketAddr, msgs: &[Message]) {
+    let bytes = packet(msgs);
+    m.handle_input(now, Input::Datagram { from, bytes });
+}
+
+fn alive(name: &str, inc: u32, last: u8, meta: &[u8]) -> Message {
+    Message::Alive(Alive {
+        incarnation: inc,
+        node: name.into(),
+        addr: addr(last).ip(),
+        port: 7946,
+        meta: meta.to_vec(),
+        vsn: WESHER_VSN,
+    })
+}
+
+/// Every message the core sent in datagrams (opened with the shared key).
+fn sent_messages(m: &mut Membership) -> Vec<(SocketAddr, Message)> {
+    let ring = Keyring::new(KEY);
+    let mut out = Vec::new();
+    while let Some(t) = m.poll_transmit() {
+        if let Transmit::Datagram { to, bytes } = t {
+            for msg in wire::open_packet(&bytes, &ring).expect("our own packet opens") {
+                out.push((to, msg));
+            }
+        }
+    }
+    out
+}
+
+fn events(m: &mut Membership) -> Vec<Event> {
+    std::iter::from_fn(|| m.poll_event()).collect()
+}
+
+#[test]
+fn alive_suspect_dead_rules_and_events() {
+    let now = Instant::now();
+    let mut m = node(now);
+    feed(&mut m, now, addr(2), &[alive("peer", 1, 2, b"a")]);
+    assert!(matches!(&events(&mut m)[..], [Event::Join(p)] if p.name == "peer" && p.meta == b"a"));
+    // Same incarnation again: nothing. Newer with new meta: Update.
+    feed(&mut m, now, addr(2), &[alive("peer", 1, 2, b"b")]);
+    assert!(events(&mut m).is_empty());
+    feed(&mut m, now, addr(2), &[alive("peer", 2, 2, b"b")]);
+    assert!(matches!(&events(&mut m)[..], [Event::Update(p)] if p.meta == b"b"));
+    // Older suspect is ignored, current one marks it suspect (no event).
+    let suspect = |inc| {
+        Message::Suspect(Suspect {
+            incarnation: inc,
+            node: "peer".into(),
+            from: "x".into(),
+        })
+    };
+    feed(&mut m, now, addr(3), &[suspect(1)]);
+    assert_eq!(m.member("peer").map(|p| p.state), Some(MemberState::Alive));
+    feed(&mut m, now, addr(3), &[suspect(2)]);
+    assert_eq!(
+        m.member("peer").map(|p| p.state),
+        Some(MemberState::Suspect)
+    );
+    assert!(events(&mut m).is_empty());
+    // The suspicion times out (LAN, 2 members: 4 x 1 s minimum, k = 0) into a Leave.
+    let later = now + Duration::from_secs(5);
+    m.handle_timeout(later);
+    assert!(matches!(&events(&mut m)[..], [Event::Leave(p)] if p.state == MemberState::Dead));
+    // Coming back with a newer incarnation is a Join again.
+    feed(&mut m, later, addr(2), &[alive("peer", 3, 2, b"b")]);
+    assert!(matches!(&events(&mut m)[..], [Event::Join(p)] if p.incarnation == 3));
+    // A dead message from the node itself is a graceful leave.
+    let dead = Message::Dead(Dead {
+        incarnation: 3,
+        node: "peer".into(),
+        from: "peer".into(),
+    });
+    feed(&mut m, later, addr(2), &[dead]);
+    assert!(matches!(&events(&mut m)[..], [Event::Leave(p)] if p.state == MemberState::Left));
+    // Never an event about ourselves.
+    feed(&mut m, later, addr(2), &[alive("me", 1, 1, b"my-meta")]);
+    assert!(events(&mut m).is_empty());
+}
+
+#[test]
+fn suspect_and_dead_about_us_are_refuted_with_a_higher_incarnation() {
+    let now = Instant::now();
+    let mut m = node(now);
+    feed(&mut m, now, addr(2), &[alive("peer", 1, 2, b"")]);
+    let before = m.local().incarnation;
+    let accuse = Message::Suspect(Suspect {
+        incarnation: before + 5,
+        node: "me".into(),
+        from: "peer".into(),
+    });
+    feed(&mut m, now, addr(2), &[accuse]);
+    let refuted = m.local().incarnation;
+    assert_eq!(refuted, before + 6);
+    assert_eq!(m.local().state, MemberState::Alive);
+    let dead = Message::Dead(Dead {
+        incarnation: refuted,
+        node: "me".into(),
+        from: "peer".into(),
+    });
+    feed(&mut m, now, addr(2), &[dead]);
+    assert!(m.local().incarnation > refuted);
+    assert_eq!(m.local().state, MemberState::Alive);
+    // An alive about us with our incarnation but other meta (a previous life) is refuted too.
+    let inc = m.local().incarnation;
+    feed(&mut m, now, addr(2), &[alive("me", inc, 1, b"old-life")]);
+    assert!(m.local().incarnation > inc);
+    assert_eq!(m.local().meta, b"my-meta");
+    // Our latest alive is what gets piggybacked on the next ack.
+    let ping = Message::Ping(Ping {
+        seq_no: 7,
+        node: "me".into(),
+        source_addr: None,
+        source_port: None,
+        source_node: None,
+    });
+    feed(&mut m, now, addr(2), &[ping]);
+    let sent = sent_messages(&mut m);
+    assert!(sent
+        .iter()
+        .any(|(to, msg)| *to == addr(2) && matches!(msg, Message::Ack(a) if a.seq_no == 7)));
+    let latest = m.local().incarnation;
+    assert!(sent.iter().any(
+        |(_, msg)| matches!(msg, Message::Alive(a) if a.node == "me" && a.incarnation == latest)
+    ));
+}
+
+#[test]
+fn indirect_ping_is_relayed_and_nacked_on_timeout() {
+    let now = Instant::now();
+    let mut m = node(now);
+    let ind = Message::IndirectPing(IndirectPing {
+        seq_no: 99,
+        target: addr(5).ip(),
+        port: 7946,
+        node: "target".into(),
+        nack: true,
+        source_addr: Some(addr(2).ip()),
+        source_port: Some(7946),
+        source_node: Some("asker".into()),
+    });
+    feed(&mut m, now, addr(2), std::slice::from_ref(&ind));
+    let sent = sent_messages(&mut m);
+    let seq = sent
+        .iter()
+        .find_map(|(to, msg)| match msg {
+            Message::Ping(p) if *to == addr(5) && p.node == "target" => Some(p.seq_no),
+            _ => None,
+        })
+        .expect("pinged the target");
+    // The target answers: the ack is forwarded with the asker's sequence number.
+    feed(
+        &mut m,
+        now,
+        addr(5),
+        &[Message::Ack(AckResp {
+            seq_no: seq,
+            payload: None,
+        })],
+    );
+    let sent = sent_messages(&mut m);
+    assert!(sent
+        .iter()
+        .any(|(to, msg)| *to == addr(2) && matches!(msg, Message::Ack(a) if a.seq_no == 99)));
+    // Second request, no answer: a nack after the probe timeout.
+    feed(&mut m, now, addr(2), &[ind]);
+    sent_messages(&mut m);
+    m.handle_timeout(now + Duration::from_millis(600));
+    let sent = sent_messages(&mut m);
+    assert!(sent
+        .iter()
+        .any(|(to, msg)| *to == addr(2) && matches!(msg, Message::Nack(n) if n.seq_no == 99)));
+}
+
+#[test]
+fn hostile_and_stale_input_is_dropped_and_counted() {
+    let now = Instant::now();
+    let mut m = node(now);
+    for junk in [&b""[..], b"\x01", b"\x00\x00\x00\x00", &[0xff; 200]] {
+        m.handle_input(
+            now,
+            Input::Datagram {
+                from: addr(9),
+                bytes: junk.to_vec(),
+            },
+        );
+    }
+    // Sealed with another key.
+    let other = wire::seal_packet(
+        &[wire::encode_message(&alive("evil", 1, 9, b""))],
+        PacketOpts::default(),
+        &Keyring::new([1; 32]),
+        &mut Nonces::new(3),
+    );
+    m.handle_input(
+        now,
+        Input::Datagram {
+            from: addr(9),
+            bytes: other,
+        },
+    );
+    let codec_drops: u64 = m.stats().drops.values().sum();
+    assert_eq!(codec_drops, 5, "{:?}", m.stats().drops);
+    assert!(m.member("evil").is_none());
+    let ping_other = Message::Ping(Ping {
+        seq_no: 1,
+        node: "someone-else".into(),
+        source_addr: None,
+        source_port: None,
+        source_node: None,
+    });
+    let suspect_unknown = Message::Suspect(Suspect {
+        incarnation: 1,
+        node: "ghost".into(),
+        from: "x".into(),
+    });
+    let stale_ack = Message::Ack(AckResp {
+        seq_no: 12345,
+        payload: None,
+    });
+    let bad_vsn = Message::Alive(Alive {
+        vsn: [3, 1, 2, 0, 0, 0],
+        ..match alive("weird", 1, 8, b"") {
+            Message::Alive(a) => a,
+            _ => unreachable!(),
+        }
+    });
+    feed(
+        &mut m,
+        now,
+        addr(9),
+        &[ping_other, suspect_unknown, stale_ack, bad_vsn],
+    );
+    let s = m.stats();
+    assert_eq!(s.drops_for("ping_wrong_node"), 1);
+    assert_eq!(s.drops_for("unknown_node"), 1);
+    assert_eq!(s.drops_for("ack_unknown_seq"), 1);
+    assert_eq!(s.drops_for("bad_vsn"), 1);
+    assert!(
+        sent_messages(&mut m).is_empty(),
+        "answered a ping meant for another node"
+    );
+    // A conflicting address for a live member is ignored.
+    feed(&mut m, now, addr(2), &[alive("peer", 1, 2, b"")]);
+    feed(&mut m, now, addr(3), &[alive("peer", 9, 3, b"")]);
+    assert_eq!(m.member("peer").map(|p| p.addr), Some(addr(2)));
+    assert_eq!(m.stats().drops_for("address_conflict"), 1);
+}
+
+#[test]
+fn relayed_pings_are_bounded() {
+    let now = Instant::now();
+    let mut m = node(now);
+    for seq in 0..1000u32 {
+        let ind = Message::IndirectPing(IndirectPing {
+            seq_no: seq,
+            target: addr(5).ip(),
+            port: 7946,
+            node: "t".into(),
+            nack: false,
+            source_addr: None,
+            source_port: None,
+            source_node: None,
+        });
+        feed(&mut m, now, addr(2), &[ind]);
+    }
+    let pings = sent_messages(&mut m)
+        .into_iter()
+        .filter(|(_, msg)| matches!(msg, Message::Ping(_)))
+        .count();
+    assert_eq!(pings as u64 + m.stats().drops_for("relays_full"), 1000);
+    assert!(pings < 1000);
+}
+
+fn stream_frame(msg: &Message) -> Vec<u8> {
+    wire::seal_stream(
+        &wire::encode_message(msg),
+        &Keyring::new(KEY),
+        &mut Nonces::new(5),
+    )
+}
+
+/// The frames the core wrote to stream `id`, and whether it closed it.
+fn stream_output(m: &mut Membership, id: StreamId) -> (Vec<Message>, bool) {
+    let ring = Keyring::new(KEY);
+    let (mut msgs, mut closed) = (Vec::new(), false);
+    while let Some(t) = m.poll_transmit() {
+        match t {
+            Transmit::StreamSend { id: i, bytes } if i == id => {
+                let (msg, used) = wire::open_stream(&bytes, &ring).unwrap().unwrap();
+                assert_eq!(used, bytes.len());
+                msgs.push(msg);
+            }
+            Transmit::StreamClose { id: i } if i == id => closed = true,
+            _ => {}
+        }
+    }
+    (msgs, closed)
+}
+
+#[test]
+fn serves_push_pull_and_tcp_ping() {
+    let now = Instant::now();
+    let mut m = node(now);
+    let id = StreamId::Incoming(1);
+    m.handle_input(now, Input::Accepted { id, from: addr(2) });
+    let remote = PushPull {
+        join: true,
+        nodes: vec![PushNodeState {
+            name: "joiner".into(),
+            addr: addr(2).ip(),
+            port: 7946,
+            meta: b"jm".to_vec(),
+            incarnation: 1,
+            state: NodeState::Alive,
+            vsn: WESHER_VSN,
+        }],
+    };
+    let frame = stream_frame(&Message::PushPull(remote));
+    // Delivered in two pieces.
+    let (a, b) = frame.split_at(7);
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: a.to_vec(),
+        },
+    );
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: b.to_vec(),
+        },
+    );
+    let (msgs, closed) = stream_output(&mut m, id);
+    assert!(closed);
+    match &msgs[..] {
+        [Message::PushPull(pp)] => {
+            assert!(pp.join);
+            assert!(pp
+                .nodes
+                .iter()
+                .any(|n| n.name == "me" && n.meta == b"my-meta"));
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
+    assert!(matches!(&events(&mut m)[..], [Event::Join(j)] if j.name == "joiner"));
+
+    let id = StreamId::Incoming(2);
+    m.handle_input(now, Input::Accepted { id, from: addr(2) });
+    let ping = Message::Ping(Ping {
+        seq_no: 77,
+        node: "me".into(),
+        source_addr: None,
+        source_port: None,
+        source_node: None,
+    });
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: stream_frame(&ping),
+        },
+    );
+    let (msgs, closed) = stream_output(&mut m, id);
+    assert!(closed);
+    assert!(matches!(&msgs[..], [Message::Ack(a)] if a.seq_no == 77));
+
+    // Garbage on a stream: an error answer, then close.
+    let id = StreamId::Incoming(3);
+    m.handle_input(now, Input::Accepted { id, from: addr(2) });
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: vec![0x0a, 0, 0, 0, 40, 1, 2, 3],
+        },
+    );
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: vec![0; 40],
+        },
+    );
+    let (msgs, closed) = stream_output(&mut m, id);
+    assert!(closed);
+    assert!(matches!(&msgs[..], [Message::Err(_)]));
+    // A stream that never finishes its frame is closed at the TCP timeout.
+    let id = StreamId::Incoming(4);
+    m.handle_input(now, Input::Accepted { id, from: addr(2) });
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: vec![0x0a, 0, 0, 1, 0],
+        },
+    );
+    m.handle_timeout(now + Timing::lan().tcp_timeout);
+    assert!(stream_output(&mut m, id).1);
+}
+
+#[test]
+fn join_sends_our_state_and_reports_each_address() {
+    let now = Instant::now();
+    let mut m = node(now);
+    m.join(now, &[addr(2), addr(3)]);
+    let mut ids = Vec::new();
+    while let Some(t) = m.poll_transmit() {
+        if let Transmit::Connect { id, to } = t {
+            ids.push((id, to));
+        }
+    }
+    assert_eq!(ids.len(), 2);
+    let ok_id = ids[0].0;
+    // The first connects and answers with its state.
+    m.handle_input(now, Input::Connected { id: ok_id });
+    let (msgs, closed) = stream_output(&mut m, ok_id);
+    assert!(!closed);
+    assert!(matches!(&msgs[..], [Message::PushPull(pp)] if pp.join && pp.nodes.len() == 1));
+    let answer = PushPull {
+        join: true,
+        nodes: vec![
+            PushNodeState {
+                name: "seed".into(),
+                addr: addr(2).ip(),
+                port: 7946,
+                meta: vec![],
+                incarnation: 4,
+                state: NodeState::Alive,
+                vsn: WESHER_VSN,
+            },
+            PushNodeState {
+                name: "gone".into(),
+                addr: addr(4).ip(),
+                port: 7946,
+                meta: vec![],
+                incarnation: 2,
+                state: NodeState::Left,
+                vsn: WESHER_VSN,
+            },
+        ],
+    };
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id: ok_id,
+            bytes: stream_frame(&Message::PushPull(answer)),
+        },
+    );
+    // The second never connects: the TCP timeout fails it.
+    m.handle_timeout(now + Timing::lan().tcp_timeout);
+    let evs = events(&mut m);
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, Event::Join(j) if j.name == "seed")));
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, Event::JoinResult { addr: a, result: Ok(2) } if *a == addr(2))));
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, Event::JoinResult { addr: a, result: Err(_) } if *a == addr(3))));
+    // A member we only heard of as left is not resurrected (unknown then, so not even listed).
+    assert_ne!(m.member("gone").map(|g| g.state), Some(MemberState::Alive));
+}
