@@ -267,6 +267,7 @@ wesher_resume_from_state() {
     wait_for 60 "node2's $WG_IFACE link" in_node 2 $IP link show $WG_IFACE
     [ "$(pubkey_of 2)" != "$old" ] || fail "node2 kept its WireGuard key across a restart"
     wait_full_mesh 120 $WG_IFACE $NODES
+    sed -n '/=== start/h; /=== start/!H; ${x;p}' /tmp/node2.log | grep -i join
     wait_for 30 "node2 pings node1 by name" in_node 2 $PING -c1 -W2 node1
     wait_for 30 "node3 pings node2 by name" in_node 3 $PING -c1 -W2 node2
 }
