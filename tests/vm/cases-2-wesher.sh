@@ -292,9 +292,9 @@ wesher_two_clusters() {
     # Each cluster keeps its own lines in the one hosts file.
     for pair in "2 3" "3 2"; do
         n=${pair% *} m=${pair#* }
-        grep -F "$B_BANNER" "/etc/netns/node$n/hosts" | grep -q "^$(overlay_b_of "$m")[[:space:]]node$m[[:space:]]" ||
+        grep -F "$B_BANNER" "/etc/netns/node$n/hosts" | grep -q "^$(overlay_b_of "$m")[[:space:]]node${m}[[:space:]]" ||
             fail "node$n's hosts file lacks cluster B's line for node$m: $(cat "/etc/netns/node$n/hosts")"
-        grep -F "$BANNER" "/etc/netns/node$n/hosts" | grep -q "^$(overlay_of "$m")[[:space:]]node$m[[:space:]]" ||
+        grep -F "$BANNER" "/etc/netns/node$n/hosts" | grep -q "^$(overlay_of "$m")[[:space:]]node${m}[[:space:]]" ||
             fail "node$n's hosts file lost cluster A's line for node$m: $(cat "/etc/netns/node$n/hosts")"
     done
     # node3 leaves cluster B only.
