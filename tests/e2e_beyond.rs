@@ -525,45 +525,62 @@ fn wait_peers(node: &Node, keys: &[&String], timeout: Duration, agents: &mut [Pr
     );
 }
 
-#[test]
-fn split_brain_heals_without_restarts() {
-    let Some(topo) = Topology::new(4) else { return };
-    let nodes: Vec<&Node> = topo.nodes().iter().collect();
-    let names = ["node1", "node2", "node3", "node4"];
-    let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
-    let seed = nodes[0].ip.to_string();
-    let mut agents: Vec<Proc> = nodes
+/// A 4-node mesh (node1 --init, the others --join node1), as started by `start`.
+fn four_node_mesh(topo: &Topology) -> Vec<Proc<'_>> {
+    let seed = topo.node(1).ip.to_string();
+    topo.nodes()
         .iter()
         .enumerate()
         .map(|(i, n)| start(n, CLUSTER_KEY, (i > 0).then_some(seed.as_str()), &[]))
-        .collect();
-    wait_full_mesh(&nodes, &names, &mut agents);
+        .collect()
+}
+
+/// Cuts a 4-node mesh in two (node1+node2 | node3+node4) until both halves have declared the
+/// other dead and then forgotten it (memberlist reaps the dead after gossip_to_the_dead_time,
+/// 30 s with the lan profile, so only the agent's periodic re-join can bring them back), heals
+/// the cut and checks that every node sees every other again, without restarts.
+fn partition_and_heal(topo: &Topology, agents: &mut [Proc]) {
+    let nodes: Vec<&Node> = topo.nodes().iter().collect();
+    let names = ["node1", "node2", "node3", "node4"];
+    wait_full_mesh(&nodes, &names, agents);
     let keys: Vec<String> = nodes.iter().map(|n| pubkey(n)).collect();
     let pids: Vec<u32> = agents.iter().map(Proc::pid).collect();
 
-    // Cut: node3 and node4 move to a second bridge. Both halves must declare the other dead.
-    let br = bridge(&topo);
+    // Cut: node3 and node4 move to a second bridge.
+    let br = bridge(topo);
     ns(br, &["ip", "link", "add", "br1", "type", "bridge"]);
     ns(br, &["ip", "link", "set", "br1", "up"]);
     for port in ["p3", "p4"] {
         ns(br, &["ip", "link", "set", port, "master", "br1"]);
     }
+    let mate = |i: usize| [1, 0, 3, 2][i];
     for (i, node) in nodes.iter().enumerate() {
-        let mate = [1, 0, 3, 2][i];
-        wait_peers(node, &[&keys[mate]], FAILURE_DETECTION, &mut agents);
-    }
-    for (i, node) in nodes.iter().enumerate() {
+        wait_peers(node, &[&keys[mate(i)]], FAILURE_DETECTION, agents);
         let status = status_json(node).unwrap();
         for m in &status.members {
-            let j: usize = m.name["node".len()..].parse::<usize>().unwrap() - 1;
-            let same_half = (i < 2) == (j < 2);
-            let want = if same_half { "alive" } else { "dead" };
+            let j = names.iter().position(|n| *n == m.name).unwrap();
+            let want = if j == mate(i) { "alive" } else { "dead" };
             assert_eq!(m.state, want, "{} sees {}: {m:?}", node.name, m.name);
         }
     }
-    assert!(nodes[0].ping("node2").is_ok() && nodes[2].ping("node4").is_ok());
+    for (i, node) in nodes.iter().enumerate() {
+        wait_for(
+            format!("{} to forget the other half", node.name),
+            FAILURE_DETECTION,
+            || {
+                assert_running(agents);
+                let status = status_json(node)?;
+                let left: Vec<&str> = status.members.iter().map(|m| m.name.as_str()).collect();
+                (left == [names[mate(i)]])
+                    .then_some(())
+                    .ok_or(format!("still known: {left:?}"))
+            },
+        );
+    }
+    nodes[0].ping("node2").unwrap();
+    nodes[2].ping("node4").unwrap();
 
-    // Heal: every node finds every other again, by the periodic re-join, without restarts.
+    // Heal.
     for port in ["p3", "p4"] {
         ns(br, &["ip", "link", "set", port, "master", "br0"]);
     }
@@ -574,9 +591,9 @@ fn split_brain_heals_without_restarts() {
             .filter(|(j, _)| *j != i)
             .map(|(_, k)| k)
             .collect();
-        wait_peers(node, &others, FAILURE_DETECTION, &mut agents);
+        wait_peers(node, &others, FAILURE_DETECTION, agents);
     }
-    wait_full_mesh(&nodes, &names, &mut agents);
+    wait_full_mesh(&nodes, &names, agents);
     assert_eq!(agents.iter().map(Proc::pid).collect::<Vec<_>>(), pids);
     for node in &nodes {
         let status = status_json(node).unwrap();
@@ -585,6 +602,34 @@ fn split_brain_heals_without_restarts() {
             "{status:?}"
         );
     }
+}
+
+#[test]
+fn split_brain_heals_without_restarts() {
+    let Some(topo) = Topology::new(4) else { return };
+    let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
+    let mut agents = four_node_mesh(&topo);
+    partition_and_heal(&topo, &mut agents);
+}
+
+/// Nodes restarted without --join resume from the members in their state file; they must
+/// re-join those too, or a cluster without --join flags never heals.
+#[test]
+fn split_brain_heals_for_nodes_resumed_from_the_state_file() {
+    let Some(topo) = Topology::new(4) else { return };
+    let mut wg = topo.start_wireguard_all(DEFAULT_IFACE);
+    let mut agents = four_node_mesh(&topo);
+    let names = ["node1", "node2", "node3", "node4"];
+    let nodes: Vec<&Node> = topo.nodes().iter().collect();
+    wait_full_mesh(&nodes, &names, &mut agents);
+    for i in [2, 3] {
+        assert_eq!(agents[i].terminate(STOP).and_then(|s| s.code()), Some(0));
+        // The agent deleted the interface, which ends wireguard-go.
+        assert!(wg[i].wait_exit(STOP).is_some());
+        wg[i] = nodes[i].start_wireguard(DEFAULT_IFACE);
+        agents[i] = nodes[i].wesher().args(beyond_support::LAN).spawn();
+    }
+    partition_and_heal(&topo, &mut agents);
 }
 
 /// Runs `wesher key ACTION KEY` in every node and checks the reply.
