@@ -535,54 +535,66 @@ fn four_node_mesh(topo: &Topology) -> Vec<Proc<'_>> {
         .collect()
 }
 
-/// Cuts a 4-node mesh in two (node1+node2 | node3+node4) until both halves have declared the
-/// other dead and then forgotten it (memberlist reaps the dead after gossip_to_the_dead_time,
-/// 30 s with the lan profile, so only the agent's periodic re-join can bring them back), heals
-/// the cut and checks that every node sees every other again, without restarts.
-fn partition_and_heal(topo: &Topology, agents: &mut [Proc]) {
-    let nodes: Vec<&Node> = topo.nodes().iter().collect();
-    let names = ["node1", "node2", "node3", "node4"];
+/// Cuts a mesh in two (the nodes in `cut`, 1-based, move to a second bridge) until both halves
+/// have declared the other dead and then forgotten it (memberlist reaps the dead after
+/// gossip_to_the_dead_time, 30 s with the lan profile, so only the agent's periodic re-join can
+/// bring them back), heals the cut and checks that every node sees every other again, without
+/// restarts. `agents` are the agents of `live` (1-based), in that order.
+fn partition_and_heal(topo: &Topology, live: &[usize], cut: &[usize], agents: &mut [Proc]) {
+    let nodes: Vec<&Node> = live.iter().map(|i| topo.node(*i)).collect();
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     wait_full_mesh(&nodes, &names, agents);
     let keys: Vec<String> = nodes.iter().map(|n| pubkey(n)).collect();
     let pids: Vec<u32> = agents.iter().map(Proc::pid).collect();
+    let half = |i: usize| cut.contains(&live[i]);
 
-    // Cut: node3 and node4 move to a second bridge.
     let br = bridge(topo);
     ns(br, &["ip", "link", "add", "br1", "type", "bridge"]);
     ns(br, &["ip", "link", "set", "br1", "up"]);
-    for port in ["p3", "p4"] {
-        ns(br, &["ip", "link", "set", port, "master", "br1"]);
-    }
-    let mate = |i: usize| [1, 0, 3, 2][i];
-    for (i, node) in nodes.iter().enumerate() {
-        wait_peers(node, &[&keys[mate(i)]], FAILURE_DETECTION, agents);
-        let status = status_json(node).unwrap();
-        for m in &status.members {
-            let j = names.iter().position(|n| *n == m.name).unwrap();
-            let want = if j == mate(i) { "alive" } else { "dead" };
-            assert_eq!(m.state, want, "{} sees {}: {m:?}", node.name, m.name);
-        }
+    for i in cut {
+        ns(
+            br,
+            &["ip", "link", "set", &format!("p{i}"), "master", "br1"],
+        );
     }
     for (i, node) in nodes.iter().enumerate() {
+        let mates: Vec<&String> = (0..nodes.len())
+            .filter(|j| *j != i && half(*j) == half(i))
+            .map(|j| &keys[j])
+            .collect();
+        wait_peers(node, &mates, FAILURE_DETECTION, agents);
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let mates: Vec<&str> = (0..nodes.len())
+            .filter(|j| *j != i && half(*j) == half(i))
+            .map(|j| names[j])
+            .collect();
         wait_for(
             format!("{} to forget the other half", node.name),
             FAILURE_DETECTION,
             || {
                 assert_running(agents);
                 let status = status_json(node)?;
-                let left: Vec<&str> = status.members.iter().map(|m| m.name.as_str()).collect();
-                (left == [names[mate(i)]])
+                let mut known: Vec<&str> = status
+                    .members
+                    .iter()
+                    .filter(|m| m.state != "left")
+                    .map(|m| m.name.as_str())
+                    .collect();
+                known.sort();
+                (known == mates)
                     .then_some(())
-                    .ok_or(format!("still known: {left:?}"))
+                    .ok_or(format!("known: {known:?}"))
             },
         );
     }
-    nodes[0].ping("node2").unwrap();
-    nodes[2].ping("node4").unwrap();
 
     // Heal.
-    for port in ["p3", "p4"] {
-        ns(br, &["ip", "link", "set", port, "master", "br0"]);
+    for i in cut {
+        ns(
+            br,
+            &["ip", "link", "set", &format!("p{i}"), "master", "br0"],
+        );
     }
     for (i, node) in nodes.iter().enumerate() {
         let others: Vec<&String> = keys
@@ -597,10 +609,8 @@ fn partition_and_heal(topo: &Topology, agents: &mut [Proc]) {
     assert_eq!(agents.iter().map(Proc::pid).collect::<Vec<_>>(), pids);
     for node in &nodes {
         let status = status_json(node).unwrap();
-        assert!(
-            status.members.len() == 3 && status.members.iter().all(|m| m.state == "alive"),
-            "{status:?}"
-        );
+        let alive = status.members.iter().filter(|m| m.state == "alive").count();
+        assert_eq!(alive, nodes.len() - 1, "{status:?}");
     }
 }
 
@@ -609,7 +619,7 @@ fn split_brain_heals_without_restarts() {
     let Some(topo) = Topology::new(4) else { return };
     let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
     let mut agents = four_node_mesh(&topo);
-    partition_and_heal(&topo, &mut agents);
+    partition_and_heal(&topo, &[1, 2, 3, 4], &[3, 4], &mut agents);
 }
 
 /// Nodes restarted without --join resume from the members in their state file; they must
@@ -629,7 +639,22 @@ fn split_brain_heals_for_nodes_resumed_from_the_state_file() {
         wg[i] = nodes[i].start_wireguard(DEFAULT_IFACE);
         agents[i] = nodes[i].wesher().args(beyond_support::LAN).spawn();
     }
-    partition_and_heal(&topo, &mut agents);
+    partition_and_heal(&topo, &[1, 2, 3, 4], &[3, 4], &mut agents);
+}
+
+/// The only configured join address (node1) is gone for good when the cut happens: the halves
+/// can only find each other through the members each half lost.
+#[test]
+#[ignore = "known gap, left for the lead: lost members are forgotten once memberlist reaps them"]
+fn split_brain_heals_when_the_join_address_is_gone() {
+    let Some(topo) = Topology::new(4) else { return };
+    let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
+    let mut agents = four_node_mesh(&topo);
+    let nodes: Vec<&Node> = topo.nodes().iter().collect();
+    wait_full_mesh(&nodes, &["node1", "node2", "node3", "node4"], &mut agents);
+    let mut seed = agents.remove(0);
+    assert_eq!(seed.terminate(STOP).and_then(|s| s.code()), Some(0));
+    partition_and_heal(&topo, &[2, 3, 4], &[3, 4], &mut agents);
 }
 
 /// Runs `wesher key ACTION KEY` in every node and checks the reply.
@@ -704,6 +729,25 @@ fn key_rotation_on_a_live_mesh() {
             "{status:?}"
         );
         assert!(!agent.log().contains("left the mesh"), "{}", agent.log());
+    }
+    // The key in use cannot be removed, nor can a key that is not installed be used.
+    for (args, why) in [
+        (
+            ["key", "remove", NEW_CLUSTER_KEY],
+            "removing the primary key is not allowed",
+        ),
+        (
+            ["key", "use", CLUSTER_KEY],
+            "requested key is not in the keyring",
+        ),
+    ] {
+        let out = client(n1, &args);
+        assert_eq!(out.code(), Some(1), "{out}");
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!("wesher: error: {why}"),
+            "{out}"
+        );
     }
     // The state files hold the new key only.
     let new_key = wesher::base64::decode_key(NEW_CLUSTER_KEY).unwrap();
