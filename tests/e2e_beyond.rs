@@ -390,46 +390,100 @@ fn nat_advertised_address_and_port_with_keepalive() {
     assert_eq!(status_json(n3).unwrap().node.underlay, "10.99.0.3:17946");
 }
 
-/// A "LAN" namespace behind `router`: router side `lan0` with `.1`, the host's `eth0` with the
-/// given addresses (all in `prefix.0/24`), default route via the router, forwarding on.
-fn lan_behind(router: &Node, prefix: &str, host_addrs: &[&str]) -> common::Netns {
+/// A dual-stack "LAN" namespace behind `router`: router side `lan0` with `<v4>.1/24` and
+/// `<v6>1/64`, the host's `eth0` with the given addresses (IPv4 /24, IPv6 /64), default routes
+/// via the router, forwarding on in the router.
+fn lan_behind(router: &Node, v4: &str, v6: &str, host_addrs: &[&str]) -> common::Netns {
     let lan = common::Netns::new();
     let r = router.netns.as_str();
-    let gw = format!("{prefix}.1");
+    let (gw4, gw6) = (format!("{v4}.1"), format!("{v6}1"));
     common::run(&[
         "ip", "-n", r, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns",
         &lan.name,
     ]);
-    ns(
-        r,
-        &["ip", "addr", "add", &format!("{gw}/24"), "dev", "lan0"],
-    );
-    ns(r, &["ip", "link", "set", "lan0", "up"]);
-    ns(r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    for args in [
+        &["ip", "addr", "add", &format!("{gw4}/24"), "dev", "lan0"][..],
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{gw6}/64"),
+            "dev",
+            "lan0",
+            "nodad",
+        ],
+        &["ip", "link", "set", "lan0", "up"],
+        &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+    ] {
+        ns(r, args);
+    }
     for a in host_addrs {
-        lan.run(&["ip", "addr", "add", &format!("{a}/24"), "dev", "eth0"]);
+        let len = if a.contains(':') { "64" } else { "24" };
+        lan.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{a}/{len}"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
     }
     lan.run(&["ip", "link", "set", "eth0", "up"]);
-    lan.run(&["ip", "route", "add", "default", "via", &gw]);
+    lan.run(&["ip", "route", "add", "default", "via", &gw4]);
+    lan.run(&["ip", "-6", "route", "add", "default", "via", &gw6]);
     lan
+}
+
+/// IPv4 and IPv6 destinations routed through the WireGuard link (not the link-local ones).
+fn all_routes(node: &Node) -> Result<std::collections::BTreeSet<String>, String> {
+    let mut routes = set(node.routes(DEFAULT_IFACE)?);
+    let v6 = node.exec("ip", &["-o", "-6", "route", "show", "dev", DEFAULT_IFACE]);
+    if !v6.success() {
+        return Err(v6.to_string());
+    }
+    routes.extend(
+        v6.stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|d| !d.starts_with("fe80:"))
+            .map(str::to_string),
+    );
+    Ok(routes)
 }
 
 #[test]
 fn routed_networks_connect_two_lans_and_overlaps_are_refused() {
     let Some(topo) = Topology::new(4) else { return };
     let [n1, n2, n3, n4] = [1, 2, 3, 4].map(|i| topo.node(i));
-    let lan_a = lan_behind(n1, "192.168.10", &["192.168.10.2", "192.168.10.130"]);
-    let lan_b = lan_behind(n2, "192.168.20", &["192.168.20.2"]);
+    let lan_a = lan_behind(
+        n1,
+        "192.168.10",
+        "fd10::",
+        &["192.168.10.2", "192.168.10.130", "fd10::2"],
+    );
+    let lan_b = lan_behind(n2, "192.168.20", "fd20::", &["192.168.20.2", "fd20::2"]);
 
     let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
     let seed = n1.ip.to_string();
     let mut agents = vec![
-        start(n1, CLUSTER_KEY, None, &["--routed-net", "192.168.10.0/24"]),
+        start(
+            n1,
+            CLUSTER_KEY,
+            None,
+            &["--routed-net", "192.168.10.0/24,fd10::/64"],
+        ),
         start(
             n2,
             CLUSTER_KEY,
             Some(&seed),
-            &["--routed-net", "192.168.20.0/24"],
+            &[
+                "--routed-net",
+                "192.168.20.0/24",
+                "--routed-net",
+                "fd20::/64",
+            ],
         ),
         start(n3, CLUSTER_KEY, Some(&seed), &[]),
         // Claims part of node1's LAN: node1 sorts first and keeps it.
@@ -454,8 +508,8 @@ fn routed_networks_connect_two_lans_and_overlaps_are_refused() {
         |d| {
             let got = [0, 1, 3].map(|i| allowed_ips(d, &keys[i]));
             let want = [
-                set([host(0), "192.168.10.0/24".into()]),
-                set([host(1), "192.168.20.0/24".into()]),
+                set([host(0), "192.168.10.0/24".into(), "fd10::/64".into()]),
+                set([host(1), "192.168.20.0/24".into(), "fd20::/64".into()]),
                 set([host(3)]),
             ];
             match got {
@@ -464,22 +518,30 @@ fn routed_networks_connect_two_lans_and_overlaps_are_refused() {
             }
         },
     );
-    let routes = set(n3.routes(DEFAULT_IFACE).unwrap());
-    let want = set([&ov[0], &ov[1], &ov[3], "192.168.10.0/24", "192.168.20.0/24"]);
+    let routes = all_routes(n3).unwrap();
+    let want = set([
+        &ov[0],
+        &ov[1],
+        &ov[3],
+        "192.168.10.0/24",
+        "192.168.20.0/24",
+        "fd10::/64",
+        "fd20::/64",
+    ]);
     assert_eq!(routes, want, "node3's routes");
     let refused =
         "member node4: routed network 192.168.10.128/25 overlaps one of node1; not routed";
     for agent in &agents[1..3] {
         assert!(wait_log(agent, &[refused]).contains("ERROR"));
     }
-    // node4 keeps its own claim and so does not route node1's LAN either.
+    // node4 keeps its own claim and so does not route node1's IPv4 LAN (only its IPv6 one).
     wait_wg(
         "node4 to leave node1's LAN unrouted",
         n4,
         &mut agents,
         |d| {
             let ips = allowed_ips(d, &keys[0])?;
-            (ips == set([host(0)]))
+            (ips == set([host(0), "fd10::/64".into()]))
                 .then_some(())
                 .ok_or(format!("{ips:?}"))
         },
@@ -496,6 +558,12 @@ fn routed_networks_connect_two_lans_and_overlaps_are_refused() {
     wait_for("LAN B to ping LAN A", CONVERGE, || {
         ping_from_ns(&lan_b.name, "192.168.10.130")
     });
+    wait_for("LAN A to ping LAN B over IPv6", CONVERGE, || {
+        ping_from_ns(&lan_a.name, "fd20::2")
+    });
+    wait_for("LAN B to ping LAN A over IPv6", CONVERGE, || {
+        ping_from_ns(&lan_b.name, "fd10::2")
+    });
     // node4's overlapping half of LAN A still goes to node1.
     n3.ping("192.168.10.130").unwrap();
 
@@ -507,7 +575,13 @@ fn routed_networks_connect_two_lans_and_overlaps_are_refused() {
         (n2, set([&ov[2], &ov[3], "192.168.10.128/25"])),
         (
             n3,
-            set([&ov[1], &ov[3], "192.168.10.128/25", "192.168.20.0/24"]),
+            set([
+                &ov[1],
+                &ov[3],
+                "192.168.10.128/25",
+                "192.168.20.0/24",
+                "fd20::/64",
+            ]),
         ),
     ];
     for (node, want) in after {
@@ -516,7 +590,7 @@ fn routed_networks_connect_two_lans_and_overlaps_are_refused() {
             CONVERGE,
             || {
                 assert_running(&mut agents);
-                let routes = set(node.routes(DEFAULT_IFACE)?);
+                let routes = all_routes(node)?;
                 (routes == want)
                     .then_some(())
                     .ok_or(format!("routes {routes:?}, want {want:?}"))
@@ -530,6 +604,7 @@ fn routed_networks_connect_two_lans_and_overlaps_are_refused() {
         );
     }
     assert!(ping_from_ns(&lan_b.name, "192.168.10.2").is_err());
+    assert!(ping_from_ns(&lan_b.name, "fd10::2").is_err());
 }
 
 /// Waits until `node` has exactly the peers `keys` in `wg show dump`.
