@@ -301,8 +301,48 @@ fn overlay_collision_moves_the_higher_name_and_overlay_addr_sets_one_by_hand() {
     assert_eq!(hosts, want);
 }
 
+/// A hand-set address that another member derives by name: the hand-set one cannot move, so
+/// the derived one should, whatever the name order.
+#[test]
+#[ignore = "known gap, left for the lead: name order wins even against --overlay-addr"]
+fn overlay_addr_set_by_hand_wins_over_a_derived_one() {
+    let Some(topo) = Topology::new(3) else { return };
+    let (n1, n2, n3) = (topo.node(1), topo.node(2), topo.node(3));
+    let net: Cidr = "10.250.0.0/24".parse().unwrap();
+    let taken = overlay::derive(&net, "node1");
+    assert_ne!(taken, overlay::derive(&net, "node2"));
+    let moved = overlay::first_free(&net, "node1", &[taken]).unwrap();
+    let (taken, moved) = (taken.to_string(), moved.to_string());
+
+    let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
+    let seed = n1.ip.to_string();
+    let net_arg = ["--overlay-net", "10.250.0.0/24"];
+    let mut agents = vec![
+        start(n1, CLUSTER_KEY, None, &net_arg),
+        start(n2, CLUSTER_KEY, Some(&seed), &net_arg),
+        start(
+            n3,
+            CLUSTER_KEY,
+            Some(&seed),
+            &[&net_arg[..], &["--overlay-addr", &taken]].concat(),
+        ),
+    ];
+    wait_full_mesh(&[n1, n2, n3], &["node1", "node2", "node3"], &mut agents);
+    assert_eq!(n1.addrs(DEFAULT_IFACE).unwrap(), [format!("{moved}/32")]);
+    assert_eq!(n3.addrs(DEFAULT_IFACE).unwrap(), [format!("{taken}/32")]);
+}
+
+/// Turns on a forwarding switch under /proc/sys in a namespace (what `sysctl -w` does, without
+/// needing procps).
+fn forwarding(netns: &str, key: &str) {
+    ns(netns, &["sh", "-c", &format!("echo 1 > /proc/sys/{key}")]);
+}
+
 #[test]
 fn nat_advertised_address_and_port_with_keepalive() {
+    if !common::prerequisites(&["nft"]) {
+        return;
+    }
     let Some(topo) = Topology::new(3) else { return };
     let (n1, n2, n3) = (topo.node(1), topo.node(2), topo.node(3));
     // The bridge namespace becomes node3's NAT router: node3 moves to a private network on its
@@ -313,10 +353,10 @@ fn nat_advertised_address_and_port_with_keepalive() {
         &["ip", "addr", "add", "192.168.77.1/24", "dev", "p3"],
         &["ip", "addr", "add", "10.99.0.254/24", "dev", "br0"],
         &["ip", "addr", "add", "10.99.0.3/32", "dev", "br0"],
-        &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
     ] {
         ns(router, args);
     }
+    forwarding(router, "net/ipv4/ip_forward");
     let rules = "table ip nat {
         chain pre { type nat hook prerouting priority -100;
             ip daddr 10.99.0.3 tcp dport 17946 dnat to 192.168.77.2:7946
@@ -413,11 +453,11 @@ fn lan_behind(router: &Node, v4: &str, v6: &str, host_addrs: &[&str]) -> common:
             "nodad",
         ],
         &["ip", "link", "set", "lan0", "up"],
-        &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
-        &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
     ] {
         ns(r, args);
     }
+    forwarding(r, "net/ipv4/ip_forward");
+    forwarding(r, "net/ipv6/conf/all/forwarding");
     for a in host_addrs {
         let len = if a.contains(':') { "64" } else { "24" };
         lan.run(&[
