@@ -441,6 +441,8 @@ impl Agent {
         if now >= self.next_rejoin {
             self.next_rejoin = now + REJOIN_INTERVAL;
             self.rejoin_lost(now);
+            // Puts back our lines if another tool rewrote the file; a no-op when they are there.
+            self.write_hosts();
         }
     }
 
