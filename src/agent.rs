@@ -446,8 +446,9 @@ impl Agent {
         }
     }
 
-    /// Re-join configured addresses and lost members that are not alive members now, so two
-    /// halves of a cut cluster find each other again once the link is back.
+    /// Re-join the join targets (configured, or the stored members when none were) and lost
+    /// members that are not alive members now, so two halves of a cut cluster find each other
+    /// again once the link is back, also after memberlist has forgotten the dead.
     fn rejoin_lost(&mut self, now: Instant) {
         if self.joining.pending > 0 || self.joining.next_attempt.is_some() {
             return;
@@ -464,7 +465,7 @@ impl Agent {
             .filter(|m| matches!(m.state, MemberState::Dead | MemberState::Left))
             .map(|m| m.addr)
             .collect();
-        lost.extend(self.resolve(&self.cfg.join));
+        lost.extend(self.resolve(&self.joining.targets));
         lost.retain(|a| !alive.contains(a));
         lost.sort();
         lost.dedup();
