@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use log::debug;
+use log::{debug, warn};
 
 use super::io::{StreamId, Transmit};
 use super::message::{AckResp, ErrResp, Message, NodeState, PushNodeState, PushPull};
@@ -31,6 +31,8 @@ pub(super) enum Role {
 
 pub(super) struct Stream {
     role: Role,
+    /// The other end, for logs.
+    peer: SocketAddr,
     buf: Vec<u8>,
     pub(super) deadline: Instant,
 }
@@ -50,6 +52,7 @@ impl Membership {
             id,
             Stream {
                 role,
+                peer: to,
                 buf: Vec::new(),
                 deadline,
             },
@@ -119,6 +122,7 @@ impl Membership {
             id,
             Stream {
                 role: Role::Incoming,
+                peer: from,
                 buf: Vec::new(),
                 deadline,
             },
@@ -175,9 +179,11 @@ impl Membership {
                 self.stream_message(now, id, msg);
             }
             Err(e) => {
-                debug!("memberlist: bad stream frame on {id:?}: {e}");
                 self.stats.drop(e.kind());
                 if matches!(id, StreamId::Incoming(_)) {
+                    // An operator wants to see a node knocking with the wrong key (Go logs it too);
+                    // our own joins report their failures through `Event::JoinResult`.
+                    warn!("memberlist: rejected a stream from {}: {e}", s.peer);
                     // As Go does: tell the peer why (it needs our key to read it).
                     let resp = wire::encode_message(&Message::Err(ErrResp {
                         error: e.to_string(),
