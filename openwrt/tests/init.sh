@@ -139,9 +139,12 @@ config wesher 'mesh'
 	option advertise_addr '198.51.100.4'
 	option advertise_port '17946'
 	option gossip_profile 'lan'
+	list routed_net '192.168.1.0/24'
+	list routed_net 'fd00:1::/64'
+	option overlay_addr '10.20.0.9'
 UCI
 run_case every-option "$tmp/all" "instance mesh
-command [/usr/bin/wesher][--join][node1,192.0.2.7:7947,[2001:db8::1]:7946][--init][--bind-addr][192.0.2.2][--bind-iface][eth0][--cluster-port][7950][--wireguard-port][51900][--overlay-net][10.20.0.0/16][--interface][wg9][--no-etc-hosts][--log-level][debug][--node-name][my router][--state-dir][/mnt/data/wesher][--mtu][1380][--persistent-keepalive][25][--advertise-addr][198.51.100.4][--advertise-port][17946][--gossip-profile][lan]
+command [/usr/bin/wesher][--join][node1,192.0.2.7:7947,[2001:db8::1]:7946][--init][--bind-addr][192.0.2.2][--bind-iface][eth0][--cluster-port][7950][--wireguard-port][51900][--overlay-net][10.20.0.0/16][--interface][wg9][--no-etc-hosts][--log-level][debug][--node-name][my router][--state-dir][/mnt/data/wesher][--mtu][1380][--persistent-keepalive][25][--advertise-addr][198.51.100.4][--advertise-port][17946][--gossip-profile][lan][--routed-net][192.168.1.0/24,fd00:1::/64][--overlay-addr][10.20.0.9]
 env WESHER_CLUSTER_KEY=a2V5
 term_timeout 15
 respawn 
