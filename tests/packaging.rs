@@ -90,7 +90,10 @@ fn agent_options() -> Vec<(String, String)> {
             .unwrap_or_else(|| panic!("--{flag} has no [env: ...] line in --help"));
         options.push((flag.to_string(), env.to_string()));
     }
-    assert!(options.len() >= 11, "too few options found in --help: {options:?}");
+    assert!(
+        options.len() >= 11,
+        "too few options found in --help: {options:?}"
+    );
     options
 }
 
