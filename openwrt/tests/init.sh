@@ -152,13 +152,16 @@ stdout 1
 stderr 1"
 
 # Two meshes and a disabled third; false booleans add nothing; an anonymous section works;
-# no key means no environment (the agent loads or generates one).
+# no key means no environment (the agent loads or generates one); a list given as a plain
+# option is passed as it is.
 cat >"$tmp/multi" <<'UCI'
 config wesher 'a'
 	option enabled '1'
 	option init 'off'
 	option no_etc_hosts '0'
 	option interface 'wg1'
+	option routed_net '192.168.2.0/24,192.168.3.0/24'
+	option join 'node7'
 
 config wesher 'b'
 	option enabled '0'
@@ -173,7 +176,7 @@ config wesher
 	option cluster_port '7947'
 UCI
 run_case several-sections "$tmp/multi" "instance a
-command [/usr/bin/wesher][--interface][wg1][--state-dir][/etc/wesher]
+command [/usr/bin/wesher][--join][node7][--interface][wg1][--state-dir][/etc/wesher][--routed-net][192.168.2.0/24,192.168.3.0/24]
 term_timeout 15
 respawn 
 stdout 1
@@ -192,7 +195,7 @@ check procd-header "$(. "$init" && echo "$USE_PROCD $START")" "1 90"
 # Every option of the shipped config is read by the init script (no option silently ignored).
 missing=""
 for opt in $(sed -n "s/^[[:space:]]*#\{0,1\}\(option\|list\) \([a-z_]*\) .*/\2/p" "$pkg/files/wesher.config"); do
-	grep -q "\"\$cfg\" $opt\b" "$init" || missing="$missing $opt"
+	grep -Eq "\"\\\$cfg\" $opt( |\$)" "$init" || missing="$missing $opt"
 done
 check every-option-read "$missing" ""
 
