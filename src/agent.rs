@@ -339,33 +339,25 @@ impl Agent {
     }
 
     fn answer(&mut self, request: Request) -> Result<String, String> {
+        let (key, done) = match &request {
+            Request::Status => return Ok(miniserde::json::to_string(&self.status())),
+            Request::KeyInstall(k) => (k, "installed"),
+            Request::KeyUse(k) => (k, "in use"),
+            Request::KeyRemove(k) => (k, "removed"),
+        };
+        let key = crate::base64::decode_key(key)?;
+        let keyring = self.membership.keyring_mut();
         match request {
-            Request::Status => Ok(miniserde::json::to_string(&self.status())),
-            Request::KeyInstall(k) => {
-                let key = crate::base64::decode_key(&k)?;
-                self.membership.keyring_mut().install(key);
-                self.state_dirty = true;
-                Ok("installed\n".into())
-            }
-            Request::KeyUse(k) => {
-                let key = crate::base64::decode_key(&k)?;
-                self.membership
-                    .keyring_mut()
-                    .use_key(&key)
-                    .map_err(|e| e.to_string())?;
-                self.state_dirty = true;
-                Ok("in use\n".into())
-            }
-            Request::KeyRemove(k) => {
-                let key = crate::base64::decode_key(&k)?;
-                self.membership
-                    .keyring_mut()
-                    .remove(&key)
-                    .map_err(|e| e.to_string())?;
-                self.state_dirty = true;
-                Ok("removed\n".into())
-            }
+            Request::KeyInstall(_) => keyring.install(key),
+            Request::KeyUse(_) => keyring.use_key(&key).map_err(|e| e.to_string())?,
+            _ => keyring.remove(&key).map_err(|e| e.to_string())?,
         }
+        info!(
+            "cluster key {done} (the keyring holds {} keys)",
+            keyring.keys().len()
+        );
+        self.state_dirty = true;
+        Ok(format!("{done}\n"))
     }
 
     fn status(&mut self) -> Status {
@@ -449,6 +441,8 @@ impl Agent {
         if now >= self.next_rejoin {
             self.next_rejoin = now + REJOIN_INTERVAL;
             self.rejoin_lost(now);
+            // Puts back our lines if another tool rewrote the file; a no-op when they are there.
+            self.write_hosts();
         }
     }
 

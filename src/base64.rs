@@ -61,7 +61,7 @@ fn value(c: u8) -> Option<u32> {
 /// bits ignored (so every key Go accepts is accepted here).
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
     let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'\r' && c != b'\n').collect();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(Base64Error::Length(bytes.len()));
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);

@@ -534,7 +534,7 @@ pub fn validate_node_name(name: &str) -> Result<(), String> {
 }
 
 fn validate_overlay(net: &Cidr) -> Result<(), String> {
-    if net.prefix_len() % 8 != 0 {
+    if !net.prefix_len().is_multiple_of(8) {
         return Err(format!(
             "prefix length /{} must be a multiple of 8 (Go wesher's rule: addresses are derived \
              by whole bytes, and every node must derive them the same way)",

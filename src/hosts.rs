@@ -15,6 +15,8 @@
 
 use crate::fsutil::{self, Attrs, FsError};
 use std::fmt;
+use std::fs::File;
+use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -137,7 +139,17 @@ pub fn render(existing: &[u8], iface: &str, entries: &[HostEntry]) -> (Vec<u8>, 
 }
 
 /// Makes the file at `path` hold exactly `entries` as our lines for `iface`.
+///
+/// The directory of the file stays locked (flock) from the read to the write, so two agents on
+/// one node (two clusters, two interfaces) do not drop each other's lines. The directory, not
+/// the file: the file is replaced by a rename, and a lock on the old one would protect nothing.
 pub fn update(path: &Path, iface: &str, entries: &[HostEntry]) -> Result<Outcome, HostsError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let lock = File::open(dir).map_err(|e| fs_error("opening", dir, e))?;
+    lock.lock().map_err(|e| fs_error("locking", dir, e))?;
     let Some(existing) = fsutil::read_optional(path).map_err(HostsError::Fs)? else {
         if entries.is_empty() {
             // Nothing to remove from a file that is not there.
@@ -154,7 +166,16 @@ pub fn update(path: &Path, iface: &str, entries: &[HostEntry]) -> Result<Outcome
     } else {
         replace(path, &content)?
     };
+    drop(lock); // after the new content is in place
     Ok(Outcome { write, skipped })
+}
+
+fn fs_error(action: &'static str, path: &Path, source: io::Error) -> HostsError {
+    HostsError::Fs(FsError {
+        action,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Removes our lines for `iface` (at exit).
@@ -164,13 +185,7 @@ pub fn cleanup(path: &Path, iface: &str) -> Result<Outcome, HostsError> {
 
 /// Atomic replacement keeping mode and owner; in-place rewrite when that is impossible.
 fn replace(path: &Path, content: &[u8]) -> Result<Write, HostsError> {
-    let meta = std::fs::metadata(path).map_err(|source| {
-        HostsError::Fs(FsError {
-            action: "reading metadata of",
-            path: path.to_path_buf(),
-            source,
-        })
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| fs_error("reading metadata of", path, e))?;
     let attrs = Attrs {
         mode: meta.mode() & 0o7777,
         owner: Some((meta.uid(), meta.gid())),
@@ -401,5 +416,41 @@ mod tests {
                 assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
             }
         }
+    }
+
+    /// Two agents (two interfaces) updating one hosts file at once keep each other's lines.
+    #[test]
+    fn concurrent_writers_keep_each_others_lines() {
+        let dir = TempDir::new("hosts-concurrent");
+        let path = dir.path().join("hosts");
+        fs::write(&path, "127.0.0.1 localhost\n").unwrap();
+        let writers: Vec<_> = ["wg1", "wg2", "wg3", "wg4"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, iface)| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for round in 0..50u8 {
+                        let e = [entry(
+                            &format!("peer{i}"),
+                            &format!("10.{i}.0.{}", round % 250 + 1),
+                        )];
+                        update(&path, iface, &e).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let text = fs::read_to_string(&path).unwrap();
+        for i in 0..4 {
+            assert!(
+                text.contains(&format!("10.{i}.0.50\tpeer{i}\t")),
+                "lost the last line of writer {i}:\n{text}"
+            );
+        }
+        assert!(text.starts_with("127.0.0.1 localhost\n"));
+        assert_eq!(text.lines().count(), 5, "{text}");
     }
 }

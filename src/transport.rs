@@ -24,8 +24,9 @@ const MAX_INCOMING_STREAMS: usize = 128;
 /// queues more has a bug or a peer that never reads: the stream is closed.
 const MAX_STREAM_QUEUE: usize = 24 * 1024 * 1024;
 /// Bytes read from one socket per readiness event. Reading stops there and the socket is
-/// re-armed, so a flooding peer cannot make one event allocate without bound.
-const READ_BUDGET: usize = 1024 * 1024;
+/// re-armed, so a flooding peer cannot make one event allocate without bound. Tiny under test,
+/// so that every loopback test goes through the re-arming.
+const READ_BUDGET: usize = if cfg!(test) { 4096 } else { 1024 * 1024 };
 /// How often binding to port 0 retries when the TCP port it got is taken for UDP.
 const BIND_ATTEMPTS: usize = 10;
 
@@ -507,7 +508,7 @@ pub fn pump(membership: &mut Membership, transport: &mut Transport, now: Instant
 fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     let mut last_err = None;
     for _ in 0..BIND_ATTEMPTS {
-        let listener = TcpListener::bind(addr)?;
+        let listener = TcpListener::bind(addr).map_err(|err| context(err, "TCP", addr))?;
         let mut udp_addr = addr;
         udp_addr.set_port(listener.local_addr()?.port());
         match UdpSocket::bind(udp_addr) {
@@ -515,10 +516,15 @@ fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
             Err(err) if addr.port() == 0 && err.kind() == io::ErrorKind::AddrInUse => {
                 last_err = Some(err);
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(context(err, "UDP", udp_addr)),
         }
     }
-    Err(last_err.unwrap_or_else(|| io::ErrorKind::AddrInUse.into()))
+    let err = last_err.unwrap_or_else(|| io::ErrorKind::AddrInUse.into());
+    Err(context(err, "UDP", addr))
+}
+
+fn context(err: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
+    io::Error::new(err.kind(), format!("binding {proto} {addr}: {err}"))
 }
 
 #[cfg(test)]
@@ -620,19 +626,38 @@ mod tests {
     }
 
     #[test]
+    fn bind_error_names_the_address() {
+        let node = Node::bind(V4).expect("bind");
+        let err = Node::bind(node.addr().ip())
+            .and_then(|_| Transport::bind(node.poll.registry(), node.addr()))
+            .err()
+            .expect("second bind on a taken port");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&node.addr().to_string()), "{err}");
+    }
+
+    #[test]
     fn datagram_round_trip() {
         let mut a = Node::bind(V4).expect("bind a");
         let mut b = Node::bind(V4).expect("bind b");
         let (a_addr, b_addr) = (a.addr(), b.addr());
-        a.transport.send(Transmit::Datagram {
-            to: b_addr,
-            bytes: b"ping".to_vec(),
-        });
-        let ping = Input::Datagram {
-            from: a_addr,
-            bytes: b"ping".to_vec(),
-        };
-        run_until(&mut [&mut a, &mut b], |n| n[1].has(&ping));
+        // More than one read budget at once: the rest must come on the re-armed socket.
+        let burst: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1400]).collect();
+        for bytes in &burst {
+            a.transport.send(Transmit::Datagram {
+                to: b_addr,
+                bytes: bytes.clone(),
+            });
+        }
+        run_until(&mut [&mut a, &mut b], |n| n[1].inputs.len() == burst.len());
+        let expected: Vec<Input> = burst
+            .into_iter()
+            .map(|bytes| Input::Datagram {
+                from: a_addr,
+                bytes,
+            })
+            .collect();
+        assert_eq!(b.inputs, expected);
         b.transport.send(Transmit::Datagram {
             to: a_addr,
             bytes: vec![7; 1400],
@@ -642,8 +667,9 @@ mod tests {
             bytes: vec![7; 1400],
         };
         run_until(&mut [&mut a, &mut b], |n| n[0].has(&ack));
-        assert_eq!(a.transport.stats().datagrams_out, 1);
+        assert_eq!(a.transport.stats().datagrams_out, 10);
         assert_eq!(a.transport.stats().datagrams_in, 1);
+        assert_eq!(b.transport.stats().datagrams_in, 10);
     }
 
     /// Connect, exchange a request and a reply bigger than socket buffers, close from `closer`.
@@ -748,6 +774,57 @@ mod tests {
             .filter(|i| **i == Input::StreamClosed { id })
             .count();
         assert_eq!(closed, 1);
+    }
+
+    #[test]
+    fn overflowing_write_queue_closes_the_stream() {
+        let mut node = Node::bind(V4).expect("bind");
+        // A peer that accepts (in the kernel) but never reads.
+        let sink = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("sink");
+        let id = StreamId::Outgoing(9);
+        node.transport.send(Transmit::Connect {
+            id,
+            to: sink.local_addr().expect("sink addr"),
+        });
+        run_until(&mut [&mut node], |n| n[0].has(&Input::Connected { id }));
+        let chunk = vec![0u8; 1024 * 1024];
+        let mut sent = 0;
+        while !node.transport.pending.contains(&Input::StreamClosed { id }) {
+            node.transport.send(Transmit::StreamSend {
+                id,
+                bytes: chunk.clone(),
+            });
+            sent += chunk.len();
+            assert!(sent <= 2 * MAX_STREAM_QUEUE, "the queue never overflowed");
+        }
+        assert!(sent > MAX_STREAM_QUEUE);
+        assert!(node.transport.streams.is_empty());
+        assert_eq!(node.transport.stats().stream_errors, 1);
+    }
+
+    #[test]
+    fn close_before_connected_still_delivers() {
+        let mut client = Node::bind(V4).expect("bind client");
+        let mut server = Node::bind(V4).expect("bind server");
+        let id = StreamId::Outgoing(3);
+        client.transport.send(Transmit::Connect {
+            id,
+            to: server.addr(),
+        });
+        client.transport.send(Transmit::StreamSend {
+            id,
+            bytes: b"fire and forget".to_vec(),
+        });
+        client.transport.send(Transmit::StreamClose { id });
+        run_until(&mut [&mut client, &mut server], |n| {
+            n[1].accepted()
+                .is_some_and(|inc| n[1].has(&Input::StreamClosed { id: inc }))
+        });
+        let inc = server.accepted().expect("accepted");
+        assert_eq!(server.stream_bytes(inc), b"fire and forget");
+        // Connected may come first (loopback connects at once); nothing after the close.
+        assert!(client.inputs.iter().all(|i| *i == Input::Connected { id }));
+        assert!(client.transport.streams.is_empty());
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn sample(len: usize, seed: u64) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             out.extend_from_slice(b"node-192.168.77.");
         }
         out.push(x as u8);

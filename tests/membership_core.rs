@@ -502,3 +502,91 @@ fn join_sends_our_state_and_reports_each_address() {
     // A member we only heard of as left is not resurrected (unknown then, so not even listed).
     assert_ne!(m.member("gone").map(|g| g.state), Some(MemberState::Alive));
 }
+
+#[test]
+fn packets_stay_within_1400_bytes_with_incompressible_broadcasts() {
+    let now = Instant::now();
+    let mut m = node(now);
+    // 60 members with 200 bytes of noise as meta: 60 queued alive broadcasts of ~270 bytes.
+    let mut x: u32 = 1;
+    for i in 0..60u8 {
+        let meta: Vec<u8> = (0..200)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        feed(
+            &mut m,
+            now,
+            addr(2),
+            &[alive(&format!("n{i}"), 1, 10 + i, &meta)],
+        );
+    }
+    let ping = Message::Ping(Ping {
+        seq_no: 1,
+        node: "me".into(),
+        source_addr: None,
+        source_port: None,
+        source_node: None,
+    });
+    feed(&mut m, now, addr(2), &[ping]);
+    m.handle_timeout(now + Duration::from_secs(1));
+    let ring = Keyring::new(KEY);
+    let mut parts = Vec::new();
+    while let Some(t) = m.poll_transmit() {
+        if let Transmit::Datagram { bytes, .. } = t {
+            assert!(bytes.len() <= 1400, "datagram of {} bytes", bytes.len());
+            parts.push(wire::open_packet(&bytes, &ring).unwrap().len());
+        }
+    }
+    assert!(parts.len() >= 2, "{parts:?}");
+    assert!(
+        parts.iter().all(|&n| n >= 4),
+        "packets not filled: {parts:?}"
+    );
+}
+
+#[test]
+fn push_pull_with_incompatible_protocol_versions_is_refused() {
+    let now = Instant::now();
+    let mut m = node(now);
+    m.join(now, &[addr(2)]);
+    let id = std::iter::from_fn(|| m.poll_transmit())
+        .find_map(|t| match t {
+            Transmit::Connect { id, .. } => Some(id),
+            _ => None,
+        })
+        .expect("connect");
+    m.handle_input(now, Input::Connected { id });
+    stream_output(&mut m, id);
+    let answer = PushPull {
+        join: true,
+        nodes: vec![PushNodeState {
+            name: "future".into(),
+            addr: addr(2).ip(),
+            port: 7946,
+            meta: vec![],
+            incarnation: 1,
+            state: NodeState::Alive,
+            // Understands only protocol 3..=5: our current version 2 is out of its range.
+            vsn: [3, 5, 3, 0, 0, 0],
+        }],
+    };
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: stream_frame(&Message::PushPull(answer)),
+        },
+    );
+    let evs = events(&mut m);
+    assert!(
+        matches!(&evs[..], [Event::JoinResult { result: Err(e), .. }] if e.contains("incompatible")),
+        "{evs:?}"
+    );
+    assert!(m.member("future").is_none());
+    assert_eq!(m.stats().drops_for("incompatible_protocol"), 1);
+}

@@ -13,6 +13,20 @@
 //!
 //! `set_meta` announces new metadata, `leave` announces a graceful leave; keep driving the
 //! machine until `leave_done()` so the announcement actually goes out.
+//!
+//! Files: `swim.rs` (members, probes, suspicion, gossip, the alive / suspect / dead rules),
+//! `stream.rs` (join, push-pull, TCP fallback ping), `broadcast.rs` (transmit-limited queue),
+//! `timing.rs` (timings and their scaling formulas), `wire.rs` + `msgpack.rs` + `keyring.rs`
+//! (the codec), `sim.rs` (deterministic simulated network).
+//!
+//! Where we deliberately differ from Go memberlist (nothing visible in the bytes on the wire):
+//! - a newly learned alive member, new metadata and our leave are gossiped at once instead of
+//!   at the next gossip tick;
+//! - every other periodic push-pull goes to a member that died within
+//!   `gossip_to_the_dead_time`, so a healed partition reconverges;
+//! - packets are budgeted to stay within 1400 bytes including CRC and every compound entry;
+//! - the local node is never reaped after a leave; tracked members (65536), relayed pings (256),
+//!   incoming streams (128) and bytes per stream (4 MiB) are capped.
 
 mod broadcast;
 mod codec;

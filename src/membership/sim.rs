@@ -63,6 +63,8 @@ pub struct NodeCounters {
     pub bytes_in: u64,
     pub streams_opened: u64,
     pub stream_bytes_out: u64,
+    /// Largest datagram sent.
+    pub max_packet: usize,
 }
 
 enum Item {
@@ -458,6 +460,7 @@ impl Sim {
                 let c = &mut self.nodes[i].counters;
                 c.packets_out += 1;
                 c.bytes_out += bytes.len() as u64;
+                c.max_packet = c.max_packet.max(bytes.len());
                 let Some(&j) = self.by_addr.get(&to) else {
                     return;
                 };

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use log::debug;
+use log::{debug, warn};
 
-use super::io::{Input, StreamId, Transmit};
+use super::io::{StreamId, Transmit};
 use super::message::{AckResp, ErrResp, Message, NodeState, PushNodeState, PushPull};
 use super::swim::{Membership, Node};
 use super::wire;
@@ -31,6 +31,8 @@ pub(super) enum Role {
 
 pub(super) struct Stream {
     role: Role,
+    /// The other end, for logs.
+    peer: SocketAddr,
     buf: Vec<u8>,
     pub(super) deadline: Instant,
 }
@@ -50,6 +52,7 @@ impl Membership {
             id,
             Stream {
                 role,
+                peer: to,
                 buf: Vec::new(),
                 deadline,
             },
@@ -100,44 +103,41 @@ impl Membership {
         }
     }
 
-    pub(super) fn handle_stream_input(&mut self, now: Instant, input: Input) {
-        match input {
-            Input::Datagram { .. } => {}
-            Input::Accepted { id, from } => {
-                let incoming = self
-                    .streams
-                    .values()
-                    .filter(|s| matches!(s.role, Role::Incoming))
-                    .count();
-                if incoming >= MAX_INCOMING_STREAMS {
-                    debug!("memberlist: too many streams, refusing {from}");
-                    self.stats.drop("too_many_streams");
-                    self.transmits.push_back(Transmit::StreamClose { id });
-                    return;
-                }
-                self.stats.streams_in += 1;
-                let deadline = now + self.timing.tcp_timeout;
-                self.streams.insert(
-                    id,
-                    Stream {
-                        role: Role::Incoming,
-                        buf: Vec::new(),
-                        deadline,
-                    },
-                );
-            }
-            Input::Connected { id } => self.send_first(id),
-            Input::StreamData { id, bytes } => self.stream_data(now, id, &bytes),
-            Input::StreamClosed { id } => {
-                if let Some(s) = self.streams.remove(&id) {
-                    self.stream_failed(&s.role, "connection closed");
-                }
-            }
+    /// A peer connected to us: serve it, unless too many are already being served.
+    pub(super) fn accept(&mut self, now: Instant, id: StreamId, from: SocketAddr) {
+        let incoming = self
+            .streams
+            .values()
+            .filter(|s| matches!(s.role, Role::Incoming))
+            .count();
+        if incoming >= MAX_INCOMING_STREAMS {
+            debug!("memberlist: too many streams, refusing {from}");
+            self.stats.drop("too_many_streams");
+            self.transmits.push_back(Transmit::StreamClose { id });
+            return;
+        }
+        self.stats.streams_in += 1;
+        let deadline = now + self.timing.tcp_timeout;
+        self.streams.insert(
+            id,
+            Stream {
+                role: Role::Incoming,
+                peer: from,
+                buf: Vec::new(),
+                deadline,
+            },
+        );
+    }
+
+    /// The driver reports the stream gone (refused, reset or closed by the peer).
+    pub(super) fn stream_closed(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.remove(&id) {
+            self.stream_failed(&s.role, "connection closed");
         }
     }
 
     /// Our side speaks first on streams we open.
-    fn send_first(&mut self, id: StreamId) {
+    pub(super) fn send_first(&mut self, id: StreamId) {
         let msg = match self.streams.get(&id).map(|s| &s.role) {
             Some(Role::PushPull { join, .. }) => {
                 wire::encode_message(&Message::PushPull(self.local_state(*join)))
@@ -161,7 +161,7 @@ impl Membership {
         }
     }
 
-    fn stream_data(&mut self, now: Instant, id: StreamId, bytes: &[u8]) {
+    pub(super) fn stream_data(&mut self, now: Instant, id: StreamId, bytes: &[u8]) {
         self.stats.bytes_in += bytes.len() as u64;
         let Some(s) = self.streams.get_mut(&id) else {
             return;
@@ -179,9 +179,11 @@ impl Membership {
                 self.stream_message(now, id, msg);
             }
             Err(e) => {
-                debug!("memberlist: bad stream frame on {id:?}: {e}");
                 self.stats.drop(e.kind());
                 if matches!(id, StreamId::Incoming(_)) {
+                    // An operator wants to see a node knocking with the wrong key (Go logs it too);
+                    // our own joins report their failures through `Event::JoinResult`.
+                    warn!("memberlist: rejected a stream from {}: {e}", s.peer);
                     // As Go does: tell the peer why (it needs our key to read it).
                     let resp = wire::encode_message(&Message::Err(ErrResp {
                         error: e.to_string(),
@@ -206,7 +208,10 @@ impl Membership {
                 // Answer with our state as it was before the merge, as Go does.
                 let reply = wire::encode_message(&Message::PushPull(self.local_state(pp.join)));
                 self.stream_send(id, &reply);
-                self.merge(now, pp.nodes);
+                if let Err(e) = self.merge(now, pp.nodes) {
+                    debug!("memberlist: failed push/pull merge: {e}");
+                    self.stats.drop("incompatible_protocol");
+                }
             }
             (Role::Incoming, Message::Ping(p)) if p.node.is_empty() || p.node == self.name => {
                 let ack = wire::encode_message(&Message::Ack(AckResp {
@@ -221,8 +226,11 @@ impl Membership {
                     self.stats.drop("push_pull_too_large");
                     self.join_result(join, addr, Err("remote state too large".into()));
                 } else {
-                    self.merge(now, pp.nodes);
-                    self.join_result(join, addr, Ok(n));
+                    let merged = self.merge(now, pp.nodes).map(|()| n);
+                    if merged.is_err() {
+                        self.stats.drop("incompatible_protocol");
+                    }
+                    self.join_result(join, addr, merged);
                 }
             }
             (Role::PushPull { addr, join }, Message::Err(e)) => {
@@ -260,12 +268,13 @@ impl Membership {
     }
 
     pub(super) fn expire_streams(&mut self, now: Instant) {
-        let due: Vec<StreamId> = self
+        let mut due: Vec<StreamId> = self
             .streams
             .iter()
             .filter(|(_, s)| s.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
+        due.sort_unstable();
         for id in due {
             self.fail_stream(id, "i/o timeout");
         }
@@ -296,10 +305,52 @@ impl Membership {
         PushPull { join, nodes }
     }
 
-    /// memberlist's mergeState: alive through the alive rules, left as a graceful dead, dead
-    /// and suspect only as suspect (a remote opinion is not proof).
-    fn merge(&mut self, now: Instant, remote: Vec<PushNodeState>) {
+    /// memberlist's verifyProtocol: every alive member, theirs and ours, must speak a protocol
+    /// (and delegate) version inside the range all of them understand.
+    fn verify_protocol(&self, remote: &[PushNodeState]) -> Result<(), String> {
+        let alive_vsns = remote
+            .iter()
+            .filter(|r| r.state == NodeState::Alive)
+            .map(|r| r.vsn)
+            .chain(
+                self.nodes
+                    .iter()
+                    .filter(|n| n.member.state == MemberState::Alive)
+                    .map(|n| n.member.vsn),
+            );
+        let (mut pmin, mut pmax, mut dmin, mut dmax) = (0u8, u8::MAX, 0u8, u8::MAX);
+        for v in alive_vsns {
+            pmin = pmin.max(v[0]);
+            pmax = pmax.min(v[1]);
+            dmin = dmin.max(v[3]);
+            dmax = dmax.min(v[4]);
+        }
+        let all = remote
+            .iter()
+            .map(|r| (&r.name, r.vsn))
+            .chain(self.nodes.iter().map(|n| (&n.member.name, n.member.vsn)));
+        for (name, v) in all {
+            if v[2] < pmin || v[2] > pmax {
+                return Err(format!(
+                    "node {name:?} protocol version ({}) is incompatible: [{pmin}, {pmax}]",
+                    v[2]
+                ));
+            }
+            if v[5] < dmin || v[5] > dmax {
+                return Err(format!(
+                    "node {name:?} delegate protocol version ({}) is incompatible: [{dmin}, {dmax}]",
+                    v[5]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// memberlist's mergeRemoteState: verify versions, then alive through the alive rules, left
+    /// as a graceful dead, dead and suspect only as suspect (a remote opinion is not proof).
+    fn merge(&mut self, now: Instant, remote: Vec<PushNodeState>) -> Result<(), String> {
         use super::message::{Alive, Dead, Suspect};
+        self.verify_protocol(&remote)?;
         for r in remote {
             match r.state {
                 NodeState::Alive => self.alive_node(
@@ -332,5 +383,6 @@ impl Membership {
                 ),
             }
         }
+        Ok(())
     }
 }

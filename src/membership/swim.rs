@@ -26,6 +26,8 @@ use super::{Config, Event, Member, MemberState, Stats};
 pub(super) const UDP_BUFFER_SIZE: usize = 1400;
 /// Indirect pings we relay at once; more are dropped (each holds an ack wait).
 const MAX_RELAYS: usize = 256;
+/// Members we keep track of; alive messages about further new names are dropped.
+const MAX_MEMBERS: usize = 65_536;
 
 /// Our view of one member plus when its state last changed.
 pub(super) struct Node {
@@ -180,7 +182,10 @@ impl Membership {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
             Input::Datagram { from, bytes } => self.handle_datagram(now, from, &bytes),
-            other => self.handle_stream_input(now, other),
+            Input::Accepted { id, from } => self.accept(now, id, from),
+            Input::Connected { id } => self.send_first(id),
+            Input::StreamData { id, bytes } => self.stream_data(now, id, &bytes),
+            Input::StreamClosed { id } => self.stream_closed(id),
         }
     }
 
@@ -294,7 +299,7 @@ impl Membership {
         &self.nodes[self.index[&self.name]].member
     }
 
-    /// Live number of members alive or suspect, the local node included.
+    /// Number of members alive or suspect, the local node included.
     pub fn num_alive(&self) -> usize {
         self.nodes
             .iter()
@@ -406,12 +411,14 @@ impl Membership {
     }
 
     fn expire_relays(&mut self, now: Instant) {
-        let due: Vec<u32> = self
+        let mut due: Vec<u32> = self
             .relays
             .iter()
             .filter(|(_, r)| r.deadline <= now)
             .map(|(seq, _)| *seq)
             .collect();
+        // Sorted: HashMap order is random per process, runs must replay exactly.
+        due.sort_unstable();
         for seq in due {
             if let Some(r) = self.relays.remove(&seq) {
                 if r.nack {
@@ -669,8 +676,10 @@ impl Membership {
     /// as Go's lookup of the target by address never finds it).
     fn send_msg(&mut self, to: SocketAddr, msg: &Message) {
         let first = wire::encode_message(msg);
-        let avail = UDP_BUFFER_SIZE
-            .saturating_sub(first.len() + COMPOUND_HEADER_OVERHEAD + ENCRYPTION_OVERHEAD);
+        // Unlike Go, also count the first part's compound entry, so the packet stays <= 1400.
+        let avail = UDP_BUFFER_SIZE.saturating_sub(
+            first.len() + COMPOUND_ENTRY_OVERHEAD + COMPOUND_HEADER_OVERHEAD + ENCRYPTION_OVERHEAD,
+        );
         let limit = self.timing.retransmit_limit(self.nodes.len());
         let mut msgs = vec![first];
         msgs.extend(self.broadcasts.take(COMPOUND_ENTRY_OVERHEAD, avail, limit));
@@ -748,7 +757,7 @@ impl Membership {
     }
 
     /// memberlist's aliveNode. `bootstrap` marks our own announcements (start, set_meta).
-    pub(super) fn alive_node(&mut self, now: Instant, a: Alive, bootstrap: bool) {
+    pub(super) fn alive_node(&mut self, now: Instant, mut a: Alive, bootstrap: bool) {
         let is_local = a.node == self.name;
         if self.left && is_local {
             return;
@@ -760,6 +769,10 @@ impl Membership {
             );
             self.stats.drop("bad_vsn");
             return;
+        }
+        // As Go: a missing port means the cluster's (our) port.
+        if a.port == 0 {
+            a.port = self.advertise.port();
         }
         let addr = SocketAddr::new(a.addr, a.port);
         let mut updates_node = false;
@@ -783,6 +796,10 @@ impl Membership {
                     }
                 }
                 i
+            }
+            None if self.nodes.len() >= MAX_MEMBERS => {
+                self.stats.drop("too_many_members");
+                return;
             }
             None => self.insert_node(now, &a, addr),
         };
@@ -897,12 +914,13 @@ impl Membership {
     }
 
     fn expire_suspicions(&mut self, now: Instant) {
-        let due: Vec<String> = self
+        let mut due: Vec<String> = self
             .suspicions
             .iter()
             .filter(|(_, s)| s.deadline <= now)
             .map(|(name, _)| name.clone())
             .collect();
+        due.sort_unstable();
         for name in due {
             let Some(sus) = self.suspicions.remove(&name) else {
                 continue;

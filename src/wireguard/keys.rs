@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::base64;
+
 /// A 32-byte WireGuard key: private, public or preshared.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(pub [u8; 32]);
@@ -31,19 +33,23 @@ impl Key {
         Ok(Key(bytes))
     }
 
-    /// The public key of this private key.
+    /// The public key of this private key. The Montgomery ladder on the base point
+    /// (rather than `PublicKey::from`) keeps curve25519-dalek's 30 KiB precomputed
+    /// Edwards basepoint table out of the binary; it runs once per start.
     pub fn public_key(&self) -> Key {
-        let secret = x25519_dalek::StaticSecret::from(self.0);
-        Key(x25519_dalek::PublicKey::from(&secret).to_bytes())
+        Key(x25519_dalek::x25519(
+            self.0,
+            x25519_dalek::X25519_BASEPOINT_BYTES,
+        ))
     }
 
     pub fn to_base64(&self) -> String {
-        encode_base64(&self.0)
+        base64::encode(&self.0)
     }
 
     pub fn from_base64(text: &str) -> Result<Key, KeyError> {
-        let bytes = decode_base64(text.trim())
-            .ok_or_else(|| KeyError(format!("key {text:?} is not valid base64")))?;
+        let bytes = base64::decode(text.trim())
+            .map_err(|e| KeyError(format!("key {text:?} is not valid base64 ({e})")))?;
         Self::from_slice(&bytes, text)
     }
 
@@ -98,7 +104,6 @@ impl fmt::Display for Key {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn hex_value(c: u8) -> Option<u8> {
     match c {
@@ -109,95 +114,10 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-/// Standard base64 (RFC 4648 alphabet) with `=` padding, as Go's `base64.StdEncoding`.
-pub fn encode_base64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes standard padded base64; `None` on a bad length, character or padding,
-/// or non-zero trailing bits (so every text has one decoding, as in Go's strict mode).
-pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let text = text.as_bytes();
-    if text.len() % 4 != 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let quads = text.len() / 4;
-    for (q, quad) in text.chunks_exact(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && q + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = n << 6 | u32::from(base64_value(c)?);
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        if bytes[3 - pad..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
-}
-
-fn base64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let vectors = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in vectors {
-            assert_eq!(encode_base64(plain.as_bytes()), encoded);
-            assert_eq!(decode_base64(encoded).as_deref(), Some(plain.as_bytes()));
-        }
-    }
-
-    #[test]
-    fn base64_rejects_malformed_text() {
-        for bad in ["Zg=", "Zg==Zg==", "Z===", "Zh==", "Zm9v!A==", "Zm8=="] {
-            assert_eq!(decode_base64(bad), None, "{bad}");
-        }
-    }
-
-    // RFC 7748 section 6.1 (Alice's key pair), as WireGuard keys.
     #[test]
     fn public_key_matches_rfc7748_vector() {
         let private =

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 pub use crate::netlink::Error;
-pub use keys::{decode_base64, encode_base64, Key, KeyError};
+pub use keys::{Key, KeyError};
 
 /// The device's own settings.
 #[derive(Clone, PartialEq, Eq)]

@@ -7,10 +7,15 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 src="$root/tests/interop/gopeer/main.go"
 target_dir=${CARGO_TARGET_DIR:-"$root/target"}
+case "$target_dir" in
+    /*) ;;
+    *) target_dir="$(pwd)/$target_dir" ;; # cargo reads a relative one from the current directory
+esac
 out="$target_dir/gopeer"
 gocode=/usr/share/gocode
 
 if [ -x "$out" ] && [ "$out" -nt "$src" ]; then
+    echo "$out"
     exit 0
 fi
 if ! command -v go >/dev/null 2>&1; then
@@ -31,5 +36,6 @@ mkdir -p "$work/cache"
 cd "$work/src/gopeer"
 GO111MODULE=off GOPATH="$work:$gocode" GOPROXY=off GOFLAGS= \
     GOCACHE="${GOCACHE:-$work/cache}" \
-    go build -o "$out.tmp" . 
+    go build -o "$out.tmp" . >&2
 mv "$out.tmp" "$out"
+echo "$out"

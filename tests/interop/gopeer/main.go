@@ -2,7 +2,8 @@
 // line on stdin and reporting every membership event as one JSON line on stdout. It is the
 // independent peer the Rust interop tests talk to; memberlist's own log goes to stderr.
 //
-// Commands: "join ADDR:PORT", "meta OVERLAYIP PUBKEY", "leave", "members".
+// Commands: "join ADDR:PORT", "meta OVERLAYIP PUBKEY", "leave", "members", and for key rotation
+// "add-key KEY", "use-key KEY", "remove-key KEY" (KEY in base64).
 package main
 
 import (
@@ -43,14 +44,14 @@ func emit(v map[string]interface{}) {
 	}
 }
 
-// describe turns a node into the JSON fields of an event, decoding its gob metadata.
+// describe turns a node into the JSON fields of an event, decoding its gob metadata. Node.State
+// is not reported: memberlist 0.2.2 keeps the real state in nodeState, so in events it is stale.
 func describe(event string, n *memberlist.Node) map[string]interface{} {
 	v := map[string]interface{}{
 		"event":        event,
 		"name":         n.Name,
 		"addr":         n.Addr.String(),
 		"port":         n.Port,
-		"state":        int(n.State),
 		"meta_overlay": "",
 		"meta_pubkey":  "",
 	}
@@ -105,6 +106,21 @@ func (d *delegate) set(overlay, pubkey string) error {
 	d.meta = buf.Bytes()
 	d.Unlock()
 	return nil
+}
+
+func keyCommand(keyring *memberlist.Keyring, command, b64 string) error {
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return err
+	}
+	switch command {
+	case "add-key":
+		return keyring.AddKey(key)
+	case "use-key":
+		return keyring.UseKey(key)
+	default:
+		return keyring.RemoveKey(key)
+	}
 }
 
 func main() {
@@ -178,6 +194,13 @@ func main() {
 	conf.Events = events{}
 	conf.LogOutput = os.Stderr
 
+	// Our own keyring, so that key commands can reach it; SecretKey becomes its primary.
+	keyring, err := memberlist.NewKeyring(nil, secret)
+	if err != nil {
+		log.Fatalf("gopeer: keyring: %v", err)
+	}
+	conf.Keyring = keyring
+
 	list, err := memberlist.Create(conf)
 	if err != nil {
 		log.Fatalf("gopeer: create: %v", err)
@@ -203,6 +226,12 @@ func main() {
 			if err := d.set(fields[1], fields[2]); err != nil {
 				v["error"] = err.Error()
 			} else if err := list.UpdateNode(10 * time.Second); err != nil {
+				v["error"] = err.Error()
+			}
+			emit(v)
+		case (fields[0] == "add-key" || fields[0] == "use-key" || fields[0] == "remove-key") && len(fields) == 2:
+			v := map[string]interface{}{"event": "key_result", "error": ""}
+			if err := keyCommand(keyring, fields[0], fields[1]); err != nil {
 				v["error"] = err.Error()
 			}
 			emit(v)
