@@ -5,6 +5,7 @@
 //! mesh changes, and applies them through the WireGuard backend, rtnetlink and the hosts file.
 //! Netlink and UAPI calls are short blocking request/replies on local sockets.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -37,6 +38,12 @@ const JOIN_BACKOFF_START: Duration = Duration::from_millis(500);
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How often lost members and configured addresses are re-joined (split-brain healing).
 const REJOIN_INTERVAL: Duration = Duration::from_secs(30);
+/// How long the address of a member that failed (not one that left) is kept for re-joins: long
+/// enough for a cut between two sites to be repaired, short enough not to knock forever on the
+/// door of a node that is gone for good.
+const FORGET_FAILED_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// At most this many failed addresses are kept; the oldest go first.
+const MAX_FAILED: usize = 256;
 /// How long a graceful leave may take before we exit anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The gob field that carries routed networks; Go nodes ignore fields they do not know.
@@ -104,6 +111,9 @@ struct Agent {
     control: Option<control::Server>,
     /// Membership changed since the mesh was last reconciled.
     mesh_dirty: bool,
+    /// Addresses of members that failed, with when: memberlist forgets dead members after a while,
+    /// but the other half of a split cluster must still be found once the cut heals.
+    failed: BTreeMap<SocketAddr, Instant>,
     /// Refusals already logged, so each is logged once.
     refused: Vec<(String, Refused)>,
 }
@@ -272,6 +282,7 @@ impl Agent {
             leave_deadline: None,
             control,
             mesh_dirty: false,
+            failed: BTreeMap::new(),
             refused: Vec::new(),
             cfg,
         })
@@ -446,8 +457,9 @@ impl Agent {
         }
     }
 
-    /// Re-join configured addresses and lost members that are not alive members now, so two
-    /// halves of a cut cluster find each other again once the link is back.
+    /// Re-join the join targets (configured, or the stored members when none were) and lost
+    /// members that are not alive members now, so two halves of a cut cluster find each other
+    /// again once the link is back, also after memberlist has forgotten the dead.
     fn rejoin_lost(&mut self, now: Instant) {
         if self.joining.pending > 0 || self.joining.next_attempt.is_some() {
             return;
@@ -458,13 +470,16 @@ impl Agent {
             .filter(|m| m.state == MemberState::Alive)
             .map(|m| m.addr)
             .collect();
+        self.failed
+            .retain(|_, at| now.duration_since(*at) < FORGET_FAILED_AFTER);
         let mut lost: Vec<SocketAddr> = self
             .membership
             .members()
             .filter(|m| matches!(m.state, MemberState::Dead | MemberState::Left))
             .map(|m| m.addr)
+            .chain(self.failed.keys().copied())
             .collect();
-        lost.extend(self.resolve(&self.cfg.join));
+        lost.extend(self.resolve(&self.joining.targets));
         lost.retain(|a| !alive.contains(a));
         lost.sort();
         lost.dedup();
@@ -497,6 +512,7 @@ impl Agent {
         while let Some(event) = self.membership.poll_event() {
             match event {
                 Event::Join(m) | Event::Update(m) => {
+                    self.failed.remove(&m.addr);
                     // Checked here so a bad blob is reported once per change, not per reconcile.
                     if let Err(e) = peer_meta(&m) {
                         if m.meta.is_empty() {
@@ -509,6 +525,9 @@ impl Agent {
                     self.mesh_dirty = true;
                 }
                 Event::Leave(m) => {
+                    if m.state == MemberState::Dead {
+                        self.remember_failed(m.addr, now);
+                    }
                     info!(
                         "member {} ({}) left the mesh ({:?})",
                         m.name, m.addr, m.state
@@ -624,12 +643,29 @@ impl Agent {
         self.membership.set_meta(now, meta);
     }
 
+    fn remember_failed(&mut self, addr: SocketAddr, now: Instant) {
+        self.failed.insert(addr, now);
+        if self.failed.len() > MAX_FAILED {
+            if let Some(oldest) = self
+                .failed
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(a, _)| *a)
+            {
+                self.failed.remove(&oldest);
+            }
+        }
+    }
+
     fn join_result(&mut self, now: Instant, addr: SocketAddr, result: Result<usize, String>) {
+        // Re-joins of lost members knock every 30 s: their failures are expected, not news.
+        let rejoin = self.joining.pending == 0;
         match result {
             Ok(n) => {
                 info!("joined through {addr}: learned {n} members");
                 self.joining.succeeded = true;
             }
+            Err(e) if rejoin => debug!("re-join through {addr} failed: {e}"),
             Err(e) if e.contains("decrypt") => {
                 warn!(
                     "join through {addr} failed: {e} (is the cluster key the same on both nodes?)"
@@ -637,8 +673,8 @@ impl Agent {
             }
             Err(e) => warn!("join through {addr} failed: {e}"),
         }
-        if self.joining.pending == 0 {
-            return; // a re-join of lost members, not the initial join
+        if rejoin {
+            return;
         }
         self.joining.pending -= 1;
         if self.joining.pending == 0 {

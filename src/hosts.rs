@@ -380,10 +380,10 @@ mod tests {
 
     #[test]
     fn update_falls_back_when_the_file_is_a_bind_mount() {
-        // Under qemu-user (cross/test-emulated) the host kernel cannot exec the target binary
-        // that this test re-runs in a mount namespace; the native run covers it.
         if std::env::var_os("WESHER_EMULATED").is_some() {
-            eprintln!("SKIPPED: re-executing the test binary is impossible under qemu-user");
+            // Under qemu-user the re-executed test binary is a foreign executable to the host's
+            // unshare; the native run covers this.
+            eprintln!("SKIPPED: the bind-mount test cannot re-execute itself under emulation");
             return;
         }
         let dir = TempDir::new("hosts-bind");

@@ -519,8 +519,13 @@ pub fn choose_bind(candidates: &[Candidate]) -> Option<BindAddrs> {
             advertise: public.addr,
         });
     }
+    // The wildcard of the advertised address's family: an IPv4 wildcard socket cannot take
+    // the IPv6 gossip that peers send to an advertised IPv6 address.
     usable.first().map(|private| BindAddrs {
-        bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        bind: match private.addr {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        },
         advertise: private.addr,
     })
 }
@@ -800,6 +805,10 @@ mod tests {
         .unwrap();
         assert_eq!(got.bind, ip("0.0.0.0"));
         assert_eq!(got.advertise, ip("192.168.1.2"));
+        // An IPv6-only underlay binds the IPv6 wildcard.
+        let v6 = choose_bind(&[cand("fe80::1", 64, true), cand("fd00::1", 64, true)]).unwrap();
+        assert_eq!(v6.bind, ip("::"));
+        assert_eq!(v6.advertise, ip("fd00::1"));
     }
 
     #[test]
