@@ -70,6 +70,71 @@ fn openwrt_init_script_translates_uci_config() {
     }
 }
 
+/// The agent's options as `wesher --help` lists them: (flag without dashes, environment variable).
+fn agent_options() -> Vec<(String, String)> {
+    let help = wesher::config::help_text();
+    let mut options = Vec::new();
+    let mut lines = help.lines();
+    while let Some(line) = lines.next() {
+        let Some(flag) = line.strip_prefix("  --") else {
+            continue;
+        };
+        let flag = flag.split_whitespace().next().unwrap_or_default();
+        if flag == "version" {
+            continue;
+        }
+        let env = lines
+            .next()
+            .and_then(|l| l.split("[env: ").nth(1))
+            .and_then(|l| l.split(']').next())
+            .unwrap_or_else(|| panic!("--{flag} has no [env: ...] line in --help"));
+        options.push((flag.to_string(), env.to_string()));
+    }
+    assert!(
+        options.len() >= 11,
+        "too few options found in --help: {options:?}"
+    );
+    options
+}
+
+/// The init script passes every agent option (so each can be set in UCI), and only those.
+#[test]
+fn openwrt_init_covers_every_agent_option() {
+    let init = std::fs::read_to_string(repo().join("openwrt/wesher/files/wesher.init"))
+        .expect("read init script");
+    let options = agent_options();
+    for (flag, env) in &options {
+        // The cluster key goes in the environment, so that it is not visible in /proc.
+        let used = if flag == "cluster-key" {
+            init.contains(&format!("env {env}="))
+        } else {
+            init.contains(&format!(" --{flag}"))
+        };
+        assert!(used, "the init script never passes --{flag} ({env})");
+    }
+    for word in init.split(|c: char| c.is_whitespace() || c == '"') {
+        if let Some(flag) = word.strip_prefix("--") {
+            let flag = flag.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            assert!(
+                options.iter().any(|(f, _)| f == flag),
+                "the init script passes --{flag}, which wesher does not know"
+            );
+        }
+    }
+}
+
+/// The example /etc/default/wesher names every agent variable.
+#[test]
+fn systemd_default_file_names_every_variable() {
+    let default = std::fs::read_to_string(repo().join("dist/wesher.default")).expect("read");
+    for (flag, env) in agent_options() {
+        assert!(
+            default.contains(&format!("#{env}=")),
+            "dist/wesher.default lacks {env} (--{flag})"
+        );
+    }
+}
+
 #[test]
 fn openwrt_makefile_follows_feed_conventions() {
     run_shell_test(&["sh"], &repo().join("openwrt/tests/makefile.sh"));

@@ -139,9 +139,12 @@ config wesher 'mesh'
 	option advertise_addr '198.51.100.4'
 	option advertise_port '17946'
 	option gossip_profile 'lan'
+	list routed_net '192.168.1.0/24'
+	list routed_net 'fd00:1::/64'
+	option overlay_addr '10.20.0.9'
 UCI
 run_case every-option "$tmp/all" "instance mesh
-command [/usr/bin/wesher][--join][node1,192.0.2.7:7947,[2001:db8::1]:7946][--init][--bind-addr][192.0.2.2][--bind-iface][eth0][--cluster-port][7950][--wireguard-port][51900][--overlay-net][10.20.0.0/16][--interface][wg9][--no-etc-hosts][--log-level][debug][--node-name][my router][--state-dir][/mnt/data/wesher][--mtu][1380][--persistent-keepalive][25][--advertise-addr][198.51.100.4][--advertise-port][17946][--gossip-profile][lan]
+command [/usr/bin/wesher][--join][node1,192.0.2.7:7947,[2001:db8::1]:7946][--init][--bind-addr][192.0.2.2][--bind-iface][eth0][--cluster-port][7950][--wireguard-port][51900][--overlay-net][10.20.0.0/16][--interface][wg9][--no-etc-hosts][--log-level][debug][--node-name][my router][--state-dir][/mnt/data/wesher][--mtu][1380][--persistent-keepalive][25][--advertise-addr][198.51.100.4][--advertise-port][17946][--gossip-profile][lan][--routed-net][192.168.1.0/24,fd00:1::/64][--overlay-addr][10.20.0.9]
 env WESHER_CLUSTER_KEY=a2V5
 term_timeout 15
 respawn 
@@ -149,13 +152,16 @@ stdout 1
 stderr 1"
 
 # Two meshes and a disabled third; false booleans add nothing; an anonymous section works;
-# no key means no environment (the agent loads or generates one).
+# no key means no environment (the agent loads or generates one); a list given as a plain
+# option is passed as it is.
 cat >"$tmp/multi" <<'UCI'
 config wesher 'a'
 	option enabled '1'
 	option init 'off'
 	option no_etc_hosts '0'
 	option interface 'wg1'
+	option routed_net '192.168.2.0/24,192.168.3.0/24'
+	option join 'node7'
 
 config wesher 'b'
 	option enabled '0'
@@ -170,7 +176,7 @@ config wesher
 	option cluster_port '7947'
 UCI
 run_case several-sections "$tmp/multi" "instance a
-command [/usr/bin/wesher][--interface][wg1][--state-dir][/etc/wesher]
+command [/usr/bin/wesher][--join][node7][--interface][wg1][--state-dir][/etc/wesher][--routed-net][192.168.2.0/24,192.168.3.0/24]
 term_timeout 15
 respawn 
 stdout 1
@@ -189,7 +195,7 @@ check procd-header "$(. "$init" && echo "$USE_PROCD $START")" "1 90"
 # Every option of the shipped config is read by the init script (no option silently ignored).
 missing=""
 for opt in $(sed -n "s/^[[:space:]]*#\{0,1\}\(option\|list\) \([a-z_]*\) .*/\2/p" "$pkg/files/wesher.config"); do
-	grep -q "\"\$cfg\" $opt\b" "$init" || missing="$missing $opt"
+	grep -Eq "\"\\\$cfg\" $opt( |\$)" "$init" || missing="$missing $opt"
 done
 check every-option-read "$missing" ""
 
