@@ -53,11 +53,15 @@ impl Error {
             Some(at) => text[..at].to_string(),
             None => text,
         };
-        Error {
+        let error = Error {
             context: context.into(),
             errno: Some(errno),
             detail,
+        };
+        if errno == libc::EPERM {
+            return error.with_hint("wesher needs root, or the CAP_NET_ADMIN capability");
         }
+        error
     }
 
     /// The positive error number, when the failure carried one.
@@ -848,5 +852,10 @@ mod tests {
         assert!(text.ends_with("upported (a hint)"), "{text}");
         assert!(!text.contains("os error"), "{text}");
         assert_eq!(e.raw_errno(), Some(EOPNOTSUPP));
+        let e = Error::errno("creating link wg0", libc::EPERM).to_string();
+        assert!(
+            e.ends_with("(wesher needs root, or the CAP_NET_ADMIN capability)"),
+            "{e}"
+        );
     }
 }

@@ -413,3 +413,66 @@ fn no_etc_hosts_leaves_the_hosts_files_alone() {
     let after: Vec<String> = topo.nodes().iter().map(Node::hosts).collect();
     assert_eq!(after, before);
 }
+
+/// Without a WireGuard implementation, or without the privilege to make a link, wesher stops at
+/// once and says which one is missing.
+#[test]
+fn missing_wireguard_or_privilege_is_named() {
+    let Some(topo) = Topology::new(1) else { return };
+    let node = topo.node(1);
+    let wesher = env!("CARGO_BIN_EXE_wesher");
+    let base = std::env::temp_dir().join(common::unique("wesher-missing"));
+    let args = |state: &str| {
+        [
+            "--no-etc-hosts",
+            "--interface",
+            "wgmissing",
+            "--cluster-key",
+            CLUSTER_KEY,
+            "--state-dir",
+            state,
+        ]
+        .map(String::from)
+    };
+
+    // No wireguard-go was started for this interface; a kernel with WireGuard would simply work.
+    let probe = node.exec("ip", &["link", "add", "wgprobe", "type", "wireguard"]);
+    if probe.success() {
+        node.exec("ip", &["link", "del", "wgprobe"]);
+        eprintln!("this kernel has WireGuard: the missing-module message cannot be shown");
+    } else {
+        let state = base.join("root");
+        let a = args(state.to_str().unwrap());
+        let out = node.exec(wesher, &a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.code(), Some(1), "{out}");
+        assert!(
+            out.stderr
+                .contains("the kernel has no WireGuard module; install wireguard-go"),
+            "{out}"
+        );
+    }
+
+    // A state directory the unprivileged user may write, so that the link is what fails.
+    let state = base.join("nobody");
+    fs::create_dir_all(&state).unwrap();
+    fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mut unprivileged = vec![
+        "--reuid=65534".to_string(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+        wesher.into(),
+    ];
+    unprivileged.extend(args(state.to_str().unwrap()));
+    let out = node.exec(
+        "setpriv",
+        &unprivileged.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("wesher needs root, or the CAP_NET_ADMIN capability"),
+        "{out}"
+    );
+    let _ = fs::remove_dir_all(&base);
+}
