@@ -122,7 +122,15 @@ impl Agent {
     fn start(cfg: Config, poll: &Poll) -> Result<Agent, AgentError> {
         let name = match &cfg.node_name {
             Some(n) => n.clone(),
-            None => hostname()?,
+            None => {
+                let h = hostname()?;
+                crate::config::validate_node_name(&h).map_err(|e| {
+                    AgentError(format!(
+                        "the hostname {h:?} cannot be a node name: {e}; pass --node-name"
+                    ))
+                })?;
+                h
+            }
         };
 
         let stored = if cfg.init {
@@ -181,20 +189,17 @@ impl Agent {
             }
         };
 
-        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
-        let link = rtnl
-            .create_wireguard(&cfg.interface)
-            .map_err(|e| AgentError(e.to_string()))?
-            .index;
-        let mut agent_wg = Backend::open(&cfg.interface).map_err(|e| AgentError(e.to_string()))?;
-        agent_wg
-            .set_device(&DeviceConfig {
-                private_key: key,
-                listen_port: cfg.wireguard_port,
-            })
-            .map_err(|e| AgentError(e.to_string()))?;
-        configure_link(&mut rtnl, link, overlay, cfg.mtu).map_err(|e| AgentError(e.to_string()))?;
+        let transport =
+            Transport::bind(poll.registry(), SocketAddr::new(bind_ip, cfg.cluster_port)).map_err(
+                |e| {
+                    fail(
+                        format!("binding the gossip port {bind_ip}:{}", cfg.cluster_port),
+                        e,
+                    )
+                },
+            )?;
 
+        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
         let meta = local_meta(overlay, &key.public_key(), &cfg.routed_nets)?;
         let timing = match cfg.gossip_profile {
             GossipProfile::Wan => Timing::wan(),
@@ -208,6 +213,33 @@ impl Agent {
                 .collect(),
         )
         .map_err(|e| fail("loading the cluster keyring", e))?;
+        let existed = rtnl
+            .link_index(&cfg.interface)
+            .map_err(|e| AgentError(e.to_string()))?
+            .is_some();
+        let link = rtnl
+            .create_wireguard(&cfg.interface)
+            .map_err(|e| AgentError(e.to_string()))?
+            .index;
+        let configured = Backend::open(&cfg.interface).and_then(|mut wg| {
+            wg.set_device(&DeviceConfig {
+                private_key: key,
+                listen_port: cfg.wireguard_port,
+            })?;
+            configure_link(&mut rtnl, link, overlay, cfg.mtu)?;
+            Ok(wg)
+        });
+        let agent_wg = match configured {
+            Ok(wg) => wg,
+            Err(e) => {
+                // A link we made is ours to remove; one a userspace daemon made is left to it.
+                if !existed {
+                    let _ = rtnl.delete_link(link);
+                }
+                return Err(AgentError(e.to_string()));
+            }
+        };
+
         let membership = Membership::new(
             membership::Config {
                 name: name.clone(),
@@ -219,16 +251,6 @@ impl Agent {
             Instant::now(),
             seed,
         );
-        let transport =
-            Transport::bind(poll.registry(), SocketAddr::new(bind_ip, cfg.cluster_port)).map_err(
-                |e| {
-                    fail(
-                        format!("binding the gossip port {bind_ip}:{}", cfg.cluster_port),
-                        e,
-                    )
-                },
-            )?;
-
         let targets = if cfg.join.is_empty() {
             stored
                 .nodes
