@@ -510,6 +510,31 @@ fn run_for(rust: &mut [&mut RustNode], go: &mut [&mut GoPeer], span: Duration) {
     run_until(rust, go, "a quiet period", |_, _| Instant::now() >= end);
 }
 
+/// The usual pair: Go peer `go-1` (cluster key KEY) and Rust node `rust-1` (`rust_key`), both
+/// with metadata in 10.7.`net`.0/24 and WireGuard keys `pubkey(first_key)` and the next one.
+fn go_and_rust(
+    bin: &Path,
+    rust_key: [u8; 32],
+    profile: Profile,
+    net: u8,
+    first_key: u8,
+) -> (GoPeer, RustNode) {
+    let go = GoPeer::start(
+        bin,
+        "go-1",
+        &KEY,
+        profile,
+        Some(&meta([10, 7, net, 1], &pubkey(first_key))),
+    );
+    let rust = RustNode::start(
+        "rust-1",
+        rust_key,
+        profile,
+        &meta([10, 7, net, 2], &pubkey(first_key + 1)),
+    );
+    (go, rust)
+}
+
 #[test]
 fn rust_joins_go_and_both_see_each_other_with_metadata() {
     let Some(bin) = gopeer() else { return };
@@ -632,19 +657,7 @@ fn metadata_updates_cross_both_ways() {
 #[test]
 fn graceful_leave_of_rust_is_seen_by_go() {
     let Some(bin) = gopeer() else { return };
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 3, 1], &pubkey(9))),
-    );
-    let mut rust = RustNode::start(
-        "rust-1",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 3, 2], &pubkey(10)),
-    );
+    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 3, 9);
     rust.join(go.addr);
     run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
         r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
@@ -662,19 +675,7 @@ fn graceful_leave_of_rust_is_seen_by_go() {
 #[test]
 fn graceful_leave_of_go_is_seen_by_rust() {
     let Some(bin) = gopeer() else { return };
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 4, 1], &pubkey(11))),
-    );
-    let mut rust = RustNode::start(
-        "rust-1",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 4, 2], &pubkey(12)),
-    );
+    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 4, 11);
     rust.join(go.addr);
     run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
         r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
@@ -691,19 +692,7 @@ fn graceful_leave_of_go_is_seen_by_rust() {
 #[test]
 fn crashed_go_peer_is_declared_dead_and_rejoins_after_restart() {
     let Some(bin) = gopeer() else { return };
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 5, 1], &pubkey(13))),
-    );
-    let mut rust = RustNode::start(
-        "rust-1",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 5, 2], &pubkey(14)),
-    );
+    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 5, 13);
     rust.join(go.addr);
     run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
         r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
@@ -784,19 +773,7 @@ fn silent_rust_node_is_declared_dead_by_go_and_rejoins_after_restart() {
 #[test]
 fn rust_node_with_wrong_key_is_not_admitted() {
     let Some(bin) = gopeer() else { return };
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 7, 1], &pubkey(17))),
-    );
-    let mut rust = RustNode::start(
-        "rust-1",
-        WRONG_KEY,
-        Profile::Fast,
-        &meta([10, 7, 7, 2], &pubkey(18)),
-    );
+    let (mut go, mut rust) = go_and_rust(&bin, WRONG_KEY, Profile::Fast, 7, 17);
     rust.join(go.addr);
     run_until(
         &mut [&mut rust],
@@ -1051,19 +1028,7 @@ fn larger_mixed_cluster_converges() {
 fn key_rotation_across_go_and_rust() {
     let Some(bin) = gopeer() else { return };
     const NEW_KEY: [u8; 32] = *b"the rotated interop cluster key!";
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 15, 1], &pubkey(40))),
-    );
-    let mut rust = RustNode::start(
-        "rust-1",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 15, 2], &pubkey(41)),
-    );
+    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 15, 40);
     rust.join(go.addr);
     run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
         r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
@@ -1231,19 +1196,7 @@ fn go_peer_restarted_on_the_same_port_is_seen_again() {
 #[test]
 fn rust_node_restarted_on_the_same_port_is_seen_again() {
     let Some(bin) = gopeer() else { return };
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 12, 1], &pubkey(30))),
-    );
-    let mut rust = RustNode::start(
-        "rust-1",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 12, 2], &pubkey(31)),
-    );
+    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 12, 30);
     rust.join(go.addr);
     run_until(&mut [&mut rust], &mut [&mut go], "join", |_, g| {
         g[0].event("join", "rust-1").is_some()
