@@ -590,3 +590,52 @@ fn push_pull_with_incompatible_protocol_versions_is_refused() {
     assert!(m.member("future").is_none());
     assert_eq!(m.stats().drops_for("incompatible_protocol"), 1);
 }
+
+/// Go wesher bound to 0.0.0.0 announces its IPv4 address in Go's 16-byte form, and Go's aliveNode
+/// rejects any other byte form of a known node's address as a conflict: a relay must keep it.
+#[test]
+fn relays_a_go_node_address_in_the_byte_form_it_announced() {
+    let now = Instant::now();
+    let mut m = node(now);
+    let std::net::IpAddr::V4(v4) = addr(3).ip() else {
+        panic!("addr() is IPv4");
+    };
+    let go_form = std::net::IpAddr::V6(v4.to_ipv6_mapped());
+    let go_alive = Message::Alive(Alive {
+        incarnation: 1,
+        node: "gonode".into(),
+        addr: go_form,
+        port: 7946,
+        meta: b"gm".to_vec(),
+        vsn: WESHER_VSN,
+    });
+    feed(&mut m, now, addr(3), &[go_alive]);
+    let member = m.members().find(|n| n.name == "gonode").cloned();
+    assert_eq!(member.map(|n| n.addr), Some(addr(3)), "used as IPv4");
+
+    let id = StreamId::Incoming(1);
+    m.handle_input(now, Input::Accepted { id, from: addr(2) });
+    let ask = PushPull {
+        join: false,
+        nodes: Vec::new(),
+    };
+    m.handle_input(
+        now,
+        Input::StreamData {
+            id,
+            bytes: stream_frame(&Message::PushPull(ask)),
+        },
+    );
+    let (msgs, _) = stream_output(&mut m, id);
+    let [Message::PushPull(pp)] = &msgs[..] else {
+        panic!("unexpected answer {msgs:?}");
+    };
+    let addr_of = |name: &str| pp.nodes.iter().find(|n| n.name == name).map(|n| n.addr);
+    assert_eq!(addr_of("gonode"), Some(go_form));
+    assert_eq!(addr_of("me"), Some(addr(1).ip()));
+    // The bytes on the wire are the 16-byte form.
+    let encoded = wire::encode_message(&Message::PushPull(pp.clone()));
+    let mut sixteen = vec![0u8; 10];
+    sixteen.extend_from_slice(&[0xff, 0xff, 127, 0, 0, 3]);
+    assert!(encoded.windows(16).any(|w| w == sixteen.as_slice()));
+}

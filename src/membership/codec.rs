@@ -31,6 +31,16 @@ fn ip_from(bytes: &[u8], field: &str) -> Result<IpAddr, WireError> {
     }
 }
 
+/// A node's own `Addr` as sent: an IPv4 address in Go's 16-byte form stays a mapped IPv6 address,
+/// so that relaying it keeps the bytes. Go's aliveNode compares these bytes and rejects a
+/// different form of the same address as a conflict (Go wesher bound to 0.0.0.0 sends 16 bytes).
+fn node_ip_from(bytes: &[u8]) -> Result<IpAddr, WireError> {
+    match <[u8; 16]>::try_from(bytes) {
+        Ok(b) => Ok(IpAddr::V6(Ipv6Addr::from(b))),
+        Err(_) => ip_from(bytes, "Addr"),
+    }
+}
+
 fn vsn_from(bytes: &[u8]) -> Result<Vsn, WireError> {
     Vsn::try_from(bytes)
         .map_err(|_| WireError::Msgpack(format!("Vsn is {} bytes, not 6", bytes.len())))
@@ -307,7 +317,7 @@ impl NodeFields {
             match key {
                 b"Incarnation" => n.incarnation = u32_field(r)?,
                 k if k == name_key => n.name = r.string()?,
-                b"Addr" => n.addr = Some(ip_from(r.bytes()?, "Addr")?),
+                b"Addr" => n.addr = Some(node_ip_from(r.bytes()?)?),
                 b"Port" => n.port = u16_field(r)?,
                 b"Meta" => n.meta = r.bytes()?.to_vec(),
                 b"Vsn" => n.vsn = Some(vsn_from(r.bytes()?)?),
@@ -592,5 +602,24 @@ pub(crate) mod tests {
         let mut mapped = vec![0u8; 10];
         mapped.extend_from_slice(&[0xff, 0xff, 10, 0, 0, 9]);
         assert_eq!(ip_from(&mapped, "Addr"), Ok(v4(9)));
+    }
+
+    #[test]
+    fn node_addr_in_16_byte_form_is_relayed_in_16_byte_form() {
+        let mut mapped = vec![0u8; 10];
+        mapped.extend_from_slice(&[0xff, 0xff, 10, 0, 0, 9]);
+        assert_eq!(node_ip_from(&mapped).map(|ip| ip.to_canonical()), Ok(v4(9)));
+        let alive = Alive {
+            incarnation: 1,
+            node: "n".into(),
+            addr: node_ip_from(&mapped).unwrap(),
+            port: 7946,
+            meta: vec![],
+            vsn: [1, 5, 2, 0, 0, 0],
+        };
+        let bytes = encode_message(&Message::Alive(alive.clone()));
+        assert!(bytes.windows(16).any(|w| w == mapped.as_slice()));
+        assert_eq!(decode_message(&bytes), Ok(Message::Alive(alive)));
+        assert_eq!(node_ip_from(&[10, 0, 0, 9]), Ok(v4(9)));
     }
 }

@@ -288,7 +288,7 @@ impl Membership {
                 let m = &n.member;
                 PushNodeState {
                     name: m.name.clone(),
-                    addr: m.addr.ip(),
+                    addr: n.wire_ip,
                     port: m.addr.port(),
                     meta: m.meta.clone(),
                     incarnation: m.incarnation,

@@ -3,7 +3,7 @@
 //! TCP streams (join, push-pull, fallback ping) live in `stream.rs`.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -32,6 +32,9 @@ const MAX_MEMBERS: usize = 65_536;
 /// Our view of one member plus when its state last changed.
 pub(super) struct Node {
     pub(super) member: Member,
+    /// `member.addr`'s IP in the byte form its alive messages carry (IPv4 may come as a mapped
+    /// IPv6): relayed as is, since Go rejects another form of the same address as a conflict.
+    pub(super) wire_ip: IpAddr,
     pub(super) state_change: Instant,
 }
 
@@ -774,7 +777,7 @@ impl Membership {
         if a.port == 0 {
             a.port = self.advertise.port();
         }
-        let addr = SocketAddr::new(a.addr, a.port);
+        let addr = SocketAddr::new(a.addr.to_canonical(), a.port);
         let mut updates_node = false;
         let idx = match self.index.get(&a.node) {
             Some(&i) => {
@@ -833,6 +836,7 @@ impl Membership {
         node.member.incarnation = a.incarnation;
         node.member.meta = a.meta;
         node.member.addr = addr;
+        node.wire_ip = a.addr;
         if node.member.state != MemberState::Alive {
             node.member.state = MemberState::Alive;
             node.state_change = now;
@@ -862,6 +866,7 @@ impl Membership {
                 vsn: a.vsn,
             },
             state_change: now,
+            wire_ip: a.addr,
         });
         let offset = self.rng.below(n);
         self.nodes.swap(offset, n);
