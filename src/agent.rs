@@ -48,6 +48,20 @@ const MAX_FAILED: usize = 256;
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The gob field that carries routed networks; Go nodes ignore fields they do not know.
 const ROUTED_NETS_FIELD: &str = "RoutedNets";
+/// The gob field listing what this implementation does differently from Go wesher.
+const CAPS_FIELD: &str = "Caps";
+/// We keep WireGuard sessions across membership events; a member without it (Go wesher)
+/// replaces its whole peer list, and so drops every session, at each event.
+const CAP_KEEPS_SESSIONS: &str = "keeps-sessions";
+/// When, after a membership event, to reset our sessions with such members: once they have
+/// processed the same event (gossip takes up to a few hundred milliseconds per hop), and again
+/// in case one of them heard of it late. Measured against Go wesher: without the resets, traffic
+/// from us to a Go node stopped for about 15 s after each event.
+const SESSION_RESET_DELAYS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_millis(1500),
+    Duration::from_secs(3),
+];
 
 /// A fatal agent error: what failed and why, for `wesher: error: ...`.
 #[derive(Debug)]
@@ -114,6 +128,8 @@ struct Agent {
     /// Addresses of members that failed, with when: memberlist forgets dead members after a while,
     /// but the other half of a split cluster must still be found once the cut heals.
     failed: BTreeMap<SocketAddr, Instant>,
+    /// Pending resets of the sessions with members that drop theirs at membership events.
+    session_resets: Vec<Instant>,
     /// Refusals already logged, so each is logged once.
     refused: Vec<(String, Refused)>,
 }
@@ -305,6 +321,7 @@ impl Agent {
             control,
             mesh_dirty: false,
             failed: BTreeMap::new(),
+            session_resets: Vec::new(),
             refused: Vec::new(),
             cfg,
         })
@@ -441,6 +458,7 @@ impl Agent {
             self.membership.next_deadline(),
             self.joining.next_attempt,
             Some(self.next_rejoin),
+            self.session_resets.first().copied(),
             self.leave_deadline,
         ]
         .into_iter()
@@ -454,6 +472,22 @@ impl Agent {
         }
         if self.leave_deadline.is_some() {
             return;
+        }
+        if self.session_resets.first().is_some_and(|t| *t <= now) {
+            self.session_resets.remove(0);
+            let resets = self.mesh.session_resets();
+            if !resets.is_empty() {
+                debug!(
+                    "resetting WireGuard sessions with {} Go wesher peers",
+                    resets.len() / 2
+                );
+                if let Err(e) = self.wg.apply(&resets) {
+                    warn!(
+                        "resetting WireGuard sessions on {}: {e}",
+                        self.cfg.interface
+                    );
+                }
+            }
         }
         if self.joining.next_attempt.is_some_and(|t| t <= now) {
             self.joining.next_attempt = None;
@@ -561,6 +595,7 @@ impl Agent {
         }
         if self.mesh_dirty {
             self.mesh_dirty = false;
+            self.session_resets = SESSION_RESET_DELAYS.iter().map(|d| now + *d).collect();
             self.sync_mesh(now);
             self.state_dirty = true;
         }
@@ -590,6 +625,9 @@ impl Agent {
                     endpoint: SocketAddr::new(m.addr.ip(), self.cfg.wireguard_port),
                     routed: routed_nets(meta),
                     keepalive,
+                    resets_sessions: !strings_field(meta, CAPS_FIELD)
+                        .iter()
+                        .any(|c| c == CAP_KEEPS_SESSIONS),
                 })
             })
             .collect();
@@ -803,6 +841,10 @@ impl Agent {
 /// Our gob metadata: overlay address, WireGuard key, and the routed networks as an extra field.
 fn local_meta(overlay: IpAddr, public_key: &Key, routed: &[Cidr]) -> Result<Vec<u8>, AgentError> {
     let mut meta = NodeMeta::new(overlay, public_key.to_base64());
+    meta.extras.push(Extra {
+        name: CAPS_FIELD.into(),
+        value: ExtraValue::Strings(vec![CAP_KEEPS_SESSIONS.into()]),
+    });
     if !routed.is_empty() {
         meta.extras.push(Extra {
             name: ROUTED_NETS_FIELD.into(),
@@ -823,14 +865,21 @@ fn peer_meta(m: &Member) -> Result<NodeMeta, String> {
 
 /// The routed networks a member advertises; entries that do not parse are skipped.
 fn routed_nets(meta: &NodeMeta) -> Vec<Cidr> {
+    strings_field(meta, ROUTED_NETS_FIELD)
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// An extra `[]string` field of a member's metadata; empty when absent.
+fn strings_field<'m>(meta: &'m NodeMeta, name: &str) -> &'m [String] {
     meta.extras
         .iter()
-        .filter(|e| e.name == ROUTED_NETS_FIELD)
-        .flat_map(|e| match &e.value {
-            ExtraValue::Strings(v) => v.iter().filter_map(|s| s.parse().ok()).collect(),
-            ExtraValue::Addrs(_) => Vec::new(),
+        .find_map(|e| match &e.value {
+            ExtraValue::Strings(v) if e.name == name => Some(v.as_slice()),
+            _ => None,
         })
-        .collect()
+        .unwrap_or_default()
 }
 
 /// Put the overlay address (and only it) on the link, set the MTU and bring it up. Routes left

@@ -22,6 +22,9 @@ pub struct Peer {
     /// Networks behind this member, routed through it (besides its overlay address).
     pub routed: Vec<Cidr>,
     pub keepalive: Option<u16>,
+    /// The member drops its WireGuard sessions at every membership event, as Go wesher does
+    /// (it replaces its whole peer list): ours with it must be dropped too, see `session_resets`.
+    pub resets_sessions: bool,
 }
 
 impl Peer {
@@ -233,6 +236,22 @@ impl Mesh {
         c
     }
 
+    /// Remove and re-add every peer that drops its sessions at membership events, so that the
+    /// next packet starts a new handshake instead of using a session the peer has forgotten
+    /// (which WireGuard would only notice after 15 s of silence).
+    pub fn session_resets(&self) -> Vec<PeerChange> {
+        self.peers
+            .values()
+            .filter(|p| p.resets_sessions)
+            .flat_map(|p| {
+                [
+                    PeerChange::Remove(p.public_key),
+                    PeerChange::Upsert(p.config()),
+                ]
+            })
+            .collect()
+    }
+
     /// The hosts entries for every peer, sorted by name.
     pub fn hosts_entries(&self) -> Vec<(IpAddr, String)> {
         self.peers
@@ -262,6 +281,7 @@ mod tests {
             endpoint: "192.0.2.1:51820".parse().unwrap(),
             routed: Vec::new(),
             keepalive: None,
+            resets_sessions: false,
         }
     }
 
@@ -472,5 +492,20 @@ mod tests {
             vec!["172.16.0.0/16".parse().unwrap()]
         );
         assert_eq!(mesh.peers().count(), 2);
+    }
+
+    #[test]
+    fn session_resets_touch_only_peers_that_drop_sessions() {
+        let mut mesh = Mesh::default();
+        let mut go = peer("go", "10.0.0.2", 1);
+        go.resets_sessions = true;
+        mesh.reconcile(vec![go, peer("rust", "10.0.0.3", 2)], &local());
+        let resets = mesh.session_resets();
+        assert_eq!(resets.len(), 2);
+        assert_eq!(resets[0], PeerChange::Remove(key(1)));
+        assert!(
+            matches!(&resets[1], PeerChange::Upsert(p) if p.public_key == key(1)
+            && p.allowed_ips == vec![net("10.0.0.2/32")])
+        );
     }
 }
