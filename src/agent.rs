@@ -53,6 +53,8 @@ const CAPS_FIELD: &str = "Caps";
 /// We keep WireGuard sessions across membership events; a member without it (Go wesher)
 /// replaces its whole peer list, and so drops every session, at each event.
 const CAP_KEEPS_SESSIONS: &str = "keeps-sessions";
+/// The overlay address was set by hand (`--overlay-addr`): a derived address yields to it.
+const CAP_FIXED_OVERLAY: &str = "fixed-overlay";
 /// When, after a membership event, to reset our sessions with such members: once they have
 /// processed the same event (gossip takes up to a few hundred milliseconds per hop), and again
 /// in case one of them heard of it late. Measured against Go wesher: without the resets, traffic
@@ -216,7 +218,12 @@ impl Agent {
             )?;
 
         let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
-        let meta = local_meta(overlay, &key.public_key(), &cfg.routed_nets)?;
+        let meta = local_meta(
+            overlay,
+            &key.public_key(),
+            &cfg.routed_nets,
+            cfg.overlay_addr.is_some(),
+        )?;
         let timing = match cfg.gossip_profile {
             GossipProfile::Wan => Timing::wan(),
             GossipProfile::Lan => Timing::lan(),
@@ -625,9 +632,8 @@ impl Agent {
                     endpoint: SocketAddr::new(m.addr.ip(), self.cfg.wireguard_port),
                     routed: routed_nets(meta),
                     keepalive,
-                    resets_sessions: !strings_field(meta, CAPS_FIELD)
-                        .iter()
-                        .any(|c| c == CAP_KEEPS_SESSIONS),
+                    resets_sessions: !has_cap(meta, CAP_KEEPS_SESSIONS),
+                    fixed_overlay: has_cap(meta, CAP_FIXED_OVERLAY),
                 })
             })
             .collect();
@@ -662,8 +668,25 @@ impl Agent {
             .iter()
             .map(|(m, meta)| (m.name.clone(), meta.overlay_addr))
             .collect();
-        let Some(mv) = overlay::must_move(&self.cfg.overlay_net, &self.name, self.overlay, &others)
-        else {
+        // A hand-set address wins over our derived one whatever the names; between two derived
+        // (or two hand-set) addresses, name order decides.
+        let fixed_holder = members
+            .iter()
+            .find(|(_, meta)| meta.overlay_addr == self.overlay && has_cap(meta, CAP_FIXED_OVERLAY))
+            .map(|(m, _)| m.name.clone());
+        let taken: Vec<IpAddr> = others.iter().map(|(_, ip)| *ip).collect();
+        let mv = match fixed_holder {
+            Some(with) if self.cfg.overlay_addr.is_none() => {
+                overlay::first_free(&self.cfg.overlay_net, &self.name, &taken).map(|to| {
+                    overlay::Move {
+                        to,
+                        reason: MoveReason::Collision { with },
+                    }
+                })
+            }
+            _ => overlay::must_move(&self.cfg.overlay_net, &self.name, self.overlay, &others),
+        };
+        let Some(mv) = mv else {
             return;
         };
         let MoveReason::Collision { with } = mv.reason else {
@@ -678,10 +701,12 @@ impl Agent {
             return;
         }
         error!(
-            "overlay address {} collides with member {with}, whose name sorts first; moving to {}",
+            "overlay address {} collides with member {with}, whose claim wins (set by hand, or \
+             its name sorts first); moving to {}",
             self.overlay, mv.to
         );
-        let meta = match local_meta(mv.to, &self.public_key, &self.cfg.routed_nets) {
+        // Only a derived address moves, so the new one is not fixed either.
+        let meta = match local_meta(mv.to, &self.public_key, &self.cfg.routed_nets, false) {
             Ok(m) => m,
             Err(e) => {
                 error!("{e}");
@@ -839,11 +864,20 @@ impl Agent {
 }
 
 /// Our gob metadata: overlay address, WireGuard key, and the routed networks as an extra field.
-fn local_meta(overlay: IpAddr, public_key: &Key, routed: &[Cidr]) -> Result<Vec<u8>, AgentError> {
+fn local_meta(
+    overlay: IpAddr,
+    public_key: &Key,
+    routed: &[Cidr],
+    fixed_overlay: bool,
+) -> Result<Vec<u8>, AgentError> {
     let mut meta = NodeMeta::new(overlay, public_key.to_base64());
+    let mut caps = vec![CAP_KEEPS_SESSIONS.to_string()];
+    if fixed_overlay {
+        caps.push(CAP_FIXED_OVERLAY.into());
+    }
     meta.extras.push(Extra {
         name: CAPS_FIELD.into(),
-        value: ExtraValue::Strings(vec![CAP_KEEPS_SESSIONS.into()]),
+        value: ExtraValue::Strings(caps),
     });
     if !routed.is_empty() {
         meta.extras.push(Extra {
@@ -869,6 +903,11 @@ fn routed_nets(meta: &NodeMeta) -> Vec<Cidr> {
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect()
+}
+
+/// Whether a member's metadata lists a capability (Go nodes list none).
+fn has_cap(meta: &NodeMeta, cap: &str) -> bool {
+    strings_field(meta, CAPS_FIELD).iter().any(|c| c == cap)
 }
 
 /// An extra `[]string` field of a member's metadata; empty when absent.

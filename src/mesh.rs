@@ -25,6 +25,8 @@ pub struct Peer {
     /// The member drops its WireGuard sessions at every membership event, as Go wesher does
     /// (it replaces its whole peer list): ours with it must be dropped too, see `session_resets`.
     pub resets_sessions: bool,
+    /// Its overlay address was set by hand: it wins a collision with a derived one.
+    pub fixed_overlay: bool,
 }
 
 impl Peer {
@@ -141,11 +143,14 @@ impl Mesh {
         self.peers.get(name)
     }
 
-    /// Make the applied mesh hold exactly the acceptable members of `want`. Conflicts go to the
-    /// member whose name sorts first; this node always keeps what it holds.
+    /// Make the applied mesh hold exactly the acceptable members of `want`. Conflicts go to a
+    /// hand-set overlay address first, then to the member whose name sorts first; this node
+    /// always keeps what it holds.
     pub fn reconcile(&mut self, mut want: Vec<Peer>, local: &Local) -> Reconciled {
         want.sort_by(|a, b| a.name.cmp(&b.name));
         want.dedup_by(|a, b| a.name == b.name);
+        // Stable: names stay in order within each group.
+        want.sort_by_key(|p| !p.fixed_overlay);
         let mut refused = Vec::new();
         let mut accepted: BTreeMap<String, Peer> = BTreeMap::new();
         for mut peer in want {
@@ -282,6 +287,7 @@ mod tests {
             routed: Vec::new(),
             keepalive: None,
             resets_sessions: false,
+            fixed_overlay: false,
         }
     }
 
@@ -506,6 +512,28 @@ mod tests {
         assert!(
             matches!(&resets[1], PeerChange::Upsert(p) if p.public_key == key(1)
             && p.allowed_ips == vec![net("10.0.0.2/32")])
+        );
+    }
+
+    #[test]
+    fn a_hand_set_overlay_wins_over_a_derived_one_whatever_the_names() {
+        let mut mesh = Mesh::default();
+        let mut fixed = peer("zz", "10.0.0.2", 2);
+        fixed.fixed_overlay = true;
+        let r = mesh.reconcile(vec![peer("aa", "10.0.0.2", 1), fixed], &local());
+        assert_eq!(
+            mesh.hosts_entries(),
+            vec![("10.0.0.2".parse().unwrap(), "zz".into())]
+        );
+        assert_eq!(
+            r.refused,
+            vec![(
+                "aa".into(),
+                Refused::Overlay {
+                    addr: "10.0.0.2".parse().unwrap(),
+                    holder: "zz".into()
+                }
+            )]
         );
     }
 }
