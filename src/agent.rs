@@ -542,7 +542,9 @@ impl Agent {
             .map(|m| m.addr)
             .chain(self.failed.keys().copied())
             .collect();
-        lost.extend(self.resolve(&self.joining.targets));
+        // `alive` includes this node: alone, it may look hostnames up again.
+        let targets = rejoin_targets(&self.joining.targets, alive.len() <= 1);
+        lost.extend(self.resolve(&targets));
         lost.retain(|a| !alive.contains(a));
         lost.sort();
         lost.dedup();
@@ -966,6 +968,17 @@ fn bind_addresses(cfg: &Config, rtnl: &mut Netlink) -> Result<(IpAddr, IpAddr), 
     }
 }
 
+/// The join targets worth re-joining every 30 s. Hostnames need a blocking lookup, so they are
+/// looked up again only when this node is alone; otherwise the addresses of lost members (kept
+/// in `failed`) find the other half of a split cluster without DNS.
+fn rejoin_targets(targets: &[JoinAddr], alone: bool) -> Vec<JoinAddr> {
+    targets
+        .iter()
+        .filter(|t| alone || t.host.parse::<IpAddr>().is_ok())
+        .cloned()
+        .collect()
+}
+
 fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>> {
     if let Ok(addr) = target.parse::<SocketAddr>() {
         return Ok(vec![addr]);
@@ -1008,6 +1021,20 @@ fn random_seed() -> Result<u64, getrandom::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostnames_are_looked_up_again_only_when_alone() {
+        let targets: Vec<JoinAddr> = ["192.0.2.7", "seed.example.net:7000", "2001:db8::1"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        let hosts = |ts: Vec<JoinAddr>| ts.into_iter().map(|t| t.host).collect::<Vec<_>>();
+        assert_eq!(
+            hosts(rejoin_targets(&targets, false)),
+            ["192.0.2.7", "2001:db8::1"]
+        );
+        assert_eq!(rejoin_targets(&targets, true), targets);
+    }
 
     #[test]
     fn join_targets_take_the_cluster_port_by_default() {
