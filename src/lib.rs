@@ -4,6 +4,7 @@ pub mod agent;
 pub mod base64;
 pub mod config;
 pub mod control;
+pub mod crc32;
 pub mod fsutil;
 pub mod hosts;
 pub mod membership;
