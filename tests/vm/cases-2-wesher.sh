@@ -14,12 +14,12 @@ if [ -n "$AGENT" ]; then
     case_add wesher/mesh-forms 240 wesher_mesh_forms
     case_add wesher/ping-by-hostname 180 wesher_ping_by_hostname
     case_add wesher/wg-show-agrees 120 wesher_wg_show_agrees
+    case_add wesher/footprint-idle 180 wesher_footprint_idle
     case_add wesher/status-lists-peers 60 wesher_status_lists_peers
     case_add wesher/restart-new-key 240 wesher_restart_new_key
     case_add wesher/leave-removes-peer 180 wesher_leave_removes_peer
     case_add wesher/shutdown-deletes-link 180 wesher_shutdown_deletes_link
     case_add wesher/simultaneous-start 240 wesher_simultaneous_start
-    case_add wesher/footprint-idle 180 wesher_footprint_idle
     case_add wesher/resume-from-state 240 wesher_resume_from_state
     case_add wesher/two-clusters 300 wesher_two_clusters
     case_add wesher/shutdown-all 180 wesher_shutdown_all
