@@ -13,6 +13,7 @@ use super::io::{Input, StreamId, Transmit};
 use super::message::{
     AckResp, Alive, Dead, IndirectPing, Message, NackResp, Ping, Suspect, WESHER_VSN,
 };
+use super::noise::{suppressed, NoiseLines};
 use super::rng::Rng;
 use super::stream::Stream;
 use super::timing::{suspicion_timeout, Timing};
@@ -132,6 +133,7 @@ pub struct Membership {
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
+    pub(super) noise: NoiseLines,
     left: bool,
     left_alone: bool,
 }
@@ -173,6 +175,7 @@ impl Membership {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            noise: NoiseLines::default(),
             left: false,
             left_alone: false,
         };
@@ -336,7 +339,12 @@ impl Membership {
                 }
             }
             Err(e) => {
-                debug!("memberlist: dropping packet from {from}: {e}");
+                if let Some(n) = self.noise.packets.allow(now) {
+                    debug!(
+                        "memberlist: dropping packet from {from}: {e}{}",
+                        suppressed(n)
+                    );
+                }
                 self.stats.drop(e.kind());
             }
         }
