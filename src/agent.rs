@@ -811,7 +811,8 @@ impl Agent {
                 Ok(outcome) => {
                     for name in outcome.skipped {
                         warn!(
-                            "member name {name:?} cannot be written to {}",
+                            "member name {name:?} not written to {}: not a hostname, or a name \
+                             that lines wesher does not manage already use",
                             path.display()
                         );
                     }

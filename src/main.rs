@@ -56,8 +56,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Agent(cfg) => {
+            // neli logs every netlink buffer at trace level, and those carry the WireGuard private
+            // key (SET_DEVICE) and every peer's state: never, at any level.
             if let Err(e) = simple_logger::SimpleLogger::new()
                 .with_level(cfg.log_level)
+                .with_module_level("neli", log::LevelFilter::Off)
                 .init()
             {
                 return fatal(&e);

@@ -35,6 +35,8 @@ pub(crate) struct NoiseLines {
     pub(crate) streams_refused: Noise,
     /// Streams whose frame did not open.
     pub(crate) streams_rejected: Noise,
+    /// Members announced with oversized metadata or an unusable name.
+    pub(crate) peer_data: Noise,
 }
 
 /// The suffix of a rate-limited line: empty, or how many like it were left out.

@@ -138,6 +138,23 @@ pub struct Membership {
     left_alone: bool,
 }
 
+/// Go memberlist never sends metadata above this (MetaMaxSize); more is not a real member.
+pub(super) const META_MAX_SIZE: usize = 512;
+/// Longest member name kept. Names are hostnames in wesher (at most 253 bytes); a longer one,
+/// or one with control characters, would only serve to flood logs and the status table.
+const NAME_MAX_SIZE: usize = 255;
+
+/// Whether an alive message's name and metadata are within what a real member sends.
+fn peer_data_ok(a: &Alive) -> Result<(), &'static str> {
+    if a.meta.len() > META_MAX_SIZE {
+        return Err("meta_too_large");
+    }
+    if a.node.is_empty() || a.node.len() > NAME_MAX_SIZE || a.node.chars().any(char::is_control) {
+        return Err("bad_name");
+    }
+    Ok(())
+}
+
 impl Membership {
     /// A node that knows only itself (alive, incarnation 1). Timers start with a random stagger
     /// so nodes started together do not tick in lockstep.
@@ -779,6 +796,18 @@ impl Membership {
                 a.node
             );
             self.stats.drop("bad_vsn");
+            return;
+        }
+        // Our own name and metadata were checked by the configuration.
+        if let Some(why) = (!is_local).then(|| peer_data_ok(&a).err()).flatten() {
+            if let Some(n) = self.noise.peer_data.allow(now) {
+                debug!(
+                    "memberlist: ignoring alive for {:?}: {why}{}",
+                    a.node,
+                    suppressed(n)
+                );
+            }
+            self.stats.drop(why);
             return;
         }
         // As Go: a missing port means the cluster's (our) port.

@@ -1,6 +1,7 @@
-//! Incoming TCP streams from strangers (no cluster key) are bounded in the SWIM core: slots per
-//! source and in all, bytes buffered, declared frame size, time to the first frame. Driven by
-//! hand on a virtual clock with real codec bytes; a real peer is served throughout.
+//! What strangers and hostile members can make the SWIM core hold: incoming TCP streams from
+//! strangers (no cluster key) are bounded in slots per source and in all, bytes buffered,
+//! declared frame size and time to the first frame; members' metadata and names are bounded.
+//! Driven by hand on a virtual clock with real codec bytes; a real peer is served throughout.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -63,14 +64,26 @@ fn closed_and_served(m: &mut Membership) -> (Vec<StreamId>, Vec<StreamId>) {
 
 /// A real member's join: accepted, one frame, answered.
 fn real_join(m: &mut Membership, now: Instant, id: StreamId, from: SocketAddr) -> bool {
+    join_as(m, now, id, from, &format!("real-{}", from.ip()), b"m")
+}
+
+/// A join by a member called `name` with metadata `meta`; true if it was answered.
+fn join_as(
+    m: &mut Membership,
+    now: Instant,
+    id: StreamId,
+    from: SocketAddr,
+    name: &str,
+    meta: &[u8],
+) -> bool {
     m.handle_input(now, Input::Accepted { id, from });
     let pp = PushPull {
         join: true,
         nodes: vec![PushNodeState {
-            name: format!("real-{from}"),
+            name: name.into(),
             addr: from.ip(),
             port: 7946,
-            meta: b"m".to_vec(),
+            meta: meta.to_vec(),
             incarnation: 1,
             state: NodeState::Alive,
             vsn: WESHER_VSN,
@@ -216,4 +229,44 @@ fn a_stream_gets_a_few_seconds_for_its_first_frame() {
     assert!(!closed_and_served(&mut m).0.contains(&id));
     m.handle_timeout(now + FIRST_FRAME);
     assert!(closed_and_served(&mut m).0.contains(&id));
+}
+
+#[test]
+fn oversized_metadata_and_unusable_names_are_refused() {
+    let now = Instant::now();
+    let mut m = node(now);
+    let long = "n".repeat(256);
+    let cases: [(&str, &[u8]); 4] = [
+        ("big-meta", &[7; 513]),
+        ("bell\x07\x1b[2J", b"m"),
+        (&long, b"m"),
+        ("", b"m"),
+    ];
+    for (i, (name, meta)) in cases.iter().enumerate() {
+        let from = addr(5, i as u8);
+        join_as(&mut m, now, StreamId::Incoming(i as u64), from, name, meta);
+    }
+    assert_eq!(drops(&m, "meta_too_large"), 1);
+    assert_eq!(drops(&m, "bad_name"), 3);
+    // The largest legitimate metadata and a 255-byte name are members.
+    join_as(
+        &mut m,
+        now,
+        StreamId::Incoming(10),
+        addr(5, 10),
+        "ok-meta",
+        &[7; 512],
+    );
+    join_as(
+        &mut m,
+        now,
+        StreamId::Incoming(11),
+        addr(5, 11),
+        &long[..255],
+        b"m",
+    );
+    let names: Vec<String> = m.members().map(|mem| mem.name.clone()).collect();
+    assert!(names.contains(&"ok-meta".to_string()), "{names:?}");
+    assert!(names.contains(&long[..255].to_string()), "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
 }
