@@ -37,11 +37,12 @@ pub enum Command {
     Version,
     /// `wesher status [--json]`: ask the running agent of an interface for the mesh.
     Status { interface: String, json: bool },
-    /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
+    /// `wesher key install|use|remove [KEY]`: change the running agent's cluster keyring. No
+    /// KEY: it is read from standard input (so that it stays out of argv, which `ps` shows).
     Key {
         interface: String,
         action: KeyAction,
-        key: String,
+        key: Option<String>,
     },
 }
 
@@ -678,10 +679,16 @@ fn parse_client(
         }
         return Ok(Command::Status { interface, json });
     }
-    let [action, key] = words.as_slice() else {
-        return Err(ConfigError(
-            "usage: wesher key install|use|remove KEY [--interface DEV]".into(),
-        ));
+    let (action, key) = match words.as_slice() {
+        [action] => (action, None),
+        [action, key] => (action, Some(key)),
+        _ => {
+            return Err(ConfigError(
+                "usage: wesher key install|use|remove [KEY] [--interface DEV] \
+                 (no KEY: read from standard input)"
+                    .into(),
+            ))
+        }
     };
     let action = match action.as_str() {
         "install" => KeyAction::Install,
@@ -693,11 +700,13 @@ fn parse_client(
             )))
         }
     };
-    base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    if let Some(key) = key {
+        base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    }
     Ok(Command::Key {
         interface,
         action,
-        key: key.clone(),
+        key: key.cloned(),
     })
 }
 
@@ -1396,10 +1405,18 @@ mod tests {
             Command::Key {
                 interface: "wgoverlay".into(),
                 action: KeyAction::Use,
-                key: KEY.into()
+                key: Some(KEY.into())
             }
         );
-        assert!(error(&["key", "use"], &[]).contains("usage: wesher key"));
+        assert_eq!(
+            parse_env(&["key", "install"], &[]).unwrap(),
+            Command::Key {
+                interface: "wgoverlay".into(),
+                action: KeyAction::Install,
+                key: None
+            }
+        );
+        assert!(error(&["key", "use", KEY, "x"], &[]).contains("usage: wesher key"));
         assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));
         assert!(error(&["status", "--frob"], &[]).contains("unknown flag --frob"));
