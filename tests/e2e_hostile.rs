@@ -81,7 +81,7 @@ fn wesher_pid(agent: &Proc) -> u32 {
 }
 
 /// Holds `count` idle TCP connections to `target` until `until`, opening again every one
-/// the node closed, once a second. Returns how many connections it opened in all.
+/// the node closed, four times a second. Returns how many connections it opened in all.
 fn hold_idle_connections(target: SocketAddr, count: usize, until: Instant) -> usize {
     let mut conns: Vec<Option<TcpStream>> = (0..count).map(|_| None).collect();
     let mut opened = 0;
@@ -102,7 +102,7 @@ fn hold_idle_connections(target: SocketAddr, count: usize, until: Instant) -> us
                 opened += usize::from(slot.is_some());
             }
         }
-        thread::sleep(Duration::from_secs(1));
+        thread::sleep(Duration::from_millis(250));
     }
     opened
 }
@@ -188,12 +188,21 @@ fn idle_connections_do_not_lock_a_new_node_out() {
     thread::scope(|s| {
         let attacker =
             s.spawn(|| enter_netns(&hostile, || hold_idle_connections(target, 300, attack_ends)));
-        // Let the attack fill whatever it can first.
-        thread::sleep(Duration::from_secs(10));
+        // Let the attack fill whatever it can first, and join between two expiries of its
+        // connections (the LAN profile's tcp_timeout is 10 s): no lucky gap.
+        thread::sleep(Duration::from_secs(15));
         let delay = join_delay(&topo, &mut agents);
         assert!(
             Instant::now() < attack_ends,
             "the join only got through after the attack ({delay:?})"
+        );
+        // Through at the first attempt: never refused, never retried.
+        let log = agents[2].log();
+        assert!(log.contains("joined through"), "{log}");
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("join") && l.contains("failed")),
+            "a join attempt was refused: {log}"
         );
         let opened = attacker.join().expect("attacker");
         println!("BENCH join delay with 300 idle connections held: {delay:?} ({opened} connections opened in 60 s)");
