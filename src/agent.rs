@@ -217,7 +217,10 @@ impl Agent {
                 },
             )?;
 
-        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
+        // Zeroized when setup ends; the device keeps the only other copy.
+        let key = zeroize::Zeroizing::new(
+            Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
+        );
         let meta = local_meta(
             overlay,
             &key.public_key(),
@@ -246,7 +249,7 @@ impl Agent {
             .index;
         let configured = Backend::open(&cfg.interface).and_then(|mut wg| {
             wg.set_device(&DeviceConfig {
-                private_key: key,
+                private_key: *key,
                 listen_port: cfg.wireguard_port,
             })?;
             configure_link(&mut rtnl, link, overlay, cfg.mtu)?;
