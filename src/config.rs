@@ -416,13 +416,14 @@ pub fn help_text() -> String {
         "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
          Usage: wesher [agent] [OPTIONS]\n\
          \x20      wesher status [--json] [--interface DEV]\n\
-         \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
+         \x20      wesher key install|use|remove [KEY] [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
          \x20 status                         show the running agent's members, addresses and handshakes\n\
-         \x20 key install|use|remove KEY     rotate the running agent's cluster key without downtime:\n\
+         \x20 key install|use|remove [KEY]   rotate the running agent's cluster key without downtime:\n\
          \x20                                install the new key on every node, then use it everywhere,\n\
-         \x20                                then remove the old one\n\n\
+         \x20                                then remove the old one; without KEY, the key is read\n\
+         \x20                                from standard input (it stays out of `ps`)\n\n\
          Options (each can also be set by its environment variable; a flag beats the variable):\n",
     );
     for o in OPTS {
@@ -633,7 +634,7 @@ where
     resolve(&raw, &env).map(|c| Command::Agent(Box::new(c)))
 }
 
-/// `status [--json] [--interface DEV]` and `key install|use|remove KEY [--interface DEV]`.
+/// `status [--json] [--interface DEV]` and `key install|use|remove [KEY] [--interface DEV]`.
 fn parse_client(
     command: &str,
     parser: &mut lexopt::Parser,
