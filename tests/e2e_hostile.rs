@@ -166,6 +166,11 @@ fn mesh<'a>(topo: &'a Topology, extra: &[&str]) -> Vec<Proc<'a>> {
     agents
 }
 
+/// Where node1's agent listens, and the network namespace of node2 (the hostile one).
+fn attack(topo: &Topology) -> (SocketAddr, String) {
+    (gossip_addr(topo.node(1)), topo.node(2).netns.clone())
+}
+
 /// The time from starting node4's agent (joining node1) until node4 lists node1 alive.
 fn join_delay<'a>(topo: &'a Topology, agents: &mut Vec<Proc<'a>>) -> Duration {
     let seed = topo.node(1).ip.to_string();
@@ -182,8 +187,7 @@ fn idle_connections_do_not_lock_a_new_node_out() {
     let Some(topo) = Topology::new(4) else { return };
     let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
     let mut agents = mesh(&topo, &[]);
-    let target = gossip_addr(topo.node(1));
-    let hostile = topo.node(2).netns.clone();
+    let (target, hostile) = attack(&topo);
     let attack_ends = Instant::now() + Duration::from_secs(60);
     thread::scope(|s| {
         let attacker =
@@ -218,8 +222,7 @@ fn frames_claiming_20_mib_cost_little_memory() {
     let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
     let mut agents = mesh(&topo, &[]);
     let pid = wesher_pid(&agents[0]);
-    let target = gossip_addr(topo.node(1));
-    let hostile = topo.node(2).netns.clone();
+    let (target, hostile) = attack(&topo);
     let before = proc_kb(pid, "VmHWM");
     let attack_ends = Instant::now() + Duration::from_secs(20);
     let (opened, delay) = thread::scope(|s| {
@@ -248,8 +251,7 @@ fn garbage_datagrams_leave_the_mesh_and_the_log_alone() {
     let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
     let mut agents = mesh(&topo, &[]);
     let pid = wesher_pid(&agents[0]);
-    let target = gossip_addr(topo.node(1));
-    let hostile = topo.node(2).netns.clone();
+    let (target, hostile) = attack(&topo);
     let lines_before = agents[0].log().lines().count();
     let cpu_before = cpu_ticks(pid);
     let sent = Instant::now();

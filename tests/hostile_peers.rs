@@ -33,6 +33,10 @@ fn node(now: Instant) -> Membership {
     Membership::new(config, now, 7)
 }
 
+fn accept(m: &mut Membership, now: Instant, id: StreamId, from: SocketAddr) {
+    m.handle_input(now, Input::Accepted { id, from });
+}
+
 fn data(m: &mut Membership, now: Instant, id: StreamId, bytes: Vec<u8>) {
     m.handle_input(now, Input::StreamData { id, bytes });
 }
@@ -76,7 +80,7 @@ fn join_as(
     name: &str,
     meta: &[u8],
 ) -> bool {
-    m.handle_input(now, Input::Accepted { id, from });
+    accept(m, now, id, from);
     let pp = PushPull {
         join: true,
         nodes: vec![PushNodeState {
@@ -108,13 +112,7 @@ fn one_source_gets_a_few_slots_and_others_are_still_served() {
     let mut m = node(now);
     let squatter = addr(6, 6);
     for i in 0..PER_SOURCE as u64 + 50 {
-        m.handle_input(
-            now,
-            Input::Accepted {
-                id: StreamId::Incoming(i),
-                from: squatter,
-            },
-        );
+        accept(&mut m, now, StreamId::Incoming(i), squatter);
     }
     let (closed, _) = closed_and_served(&mut m);
     let expected: Vec<StreamId> = (PER_SOURCE as u64..PER_SOURCE as u64 + 50)
@@ -134,23 +132,11 @@ fn when_all_slots_are_taken_the_oldest_stranger_makes_room() {
     let mut m = node(now);
     for i in 0..PENDING as u64 {
         let from = addr(7, i as u8);
-        m.handle_input(
-            now,
-            Input::Accepted {
-                id: StreamId::Incoming(i),
-                from,
-            },
-        );
+        accept(&mut m, now, StreamId::Incoming(i), from);
     }
     assert_eq!(closed_and_served(&mut m).0, vec![]);
     let new = StreamId::Incoming(500);
-    m.handle_input(
-        now,
-        Input::Accepted {
-            id: new,
-            from: addr(1, 9),
-        },
-    );
+    accept(&mut m, now, new, addr(1, 9));
     assert_eq!(closed_and_served(&mut m).0, vec![StreamId::Incoming(0)]);
     // The newcomer is a real member: served. So is the next one, which evicts stream 1.
     assert!(real_join(&mut m, now, StreamId::Incoming(501), addr(1, 10)));
@@ -163,26 +149,14 @@ fn a_frame_declared_too_large_is_refused_on_its_header() {
     let mut m = node(now);
     for (i, len) in [(1u64, 20 << 20), (2, FRAME + 1)] {
         let id = StreamId::Incoming(i);
-        m.handle_input(
-            now,
-            Input::Accepted {
-                id,
-                from: addr(2, i as u8),
-            },
-        );
+        accept(&mut m, now, id, addr(2, i as u8));
         data(&mut m, now, id, header(len));
         assert_eq!(closed_and_served(&mut m).0, vec![id], "{len} bytes");
     }
     assert_eq!(drops(&m, "too_large"), 2);
     // The largest legitimate size is waited for.
     let id = StreamId::Incoming(3);
-    m.handle_input(
-        now,
-        Input::Accepted {
-            id,
-            from: addr(2, 3),
-        },
-    );
+    accept(&mut m, now, id, addr(2, 3));
     data(&mut m, now, id, header(FRAME));
     assert_eq!(closed_and_served(&mut m).0, vec![]);
 }
@@ -194,13 +168,7 @@ fn buffered_bytes_of_all_strangers_together_are_bounded() {
     let chunk = FRAME - 1000;
     for i in 0..3u64 {
         let id = StreamId::Incoming(i);
-        m.handle_input(
-            now,
-            Input::Accepted {
-                id,
-                from: addr(3, i as u8),
-            },
-        );
+        accept(&mut m, now, id, addr(3, i as u8));
         let mut bytes = header(FRAME);
         bytes.resize(chunk, 0);
         data(&mut m, now, id, bytes);
@@ -216,13 +184,7 @@ fn a_stream_gets_a_few_seconds_for_its_first_frame() {
     let now = Instant::now();
     let mut m = node(now);
     let id = StreamId::Incoming(1);
-    m.handle_input(
-        now,
-        Input::Accepted {
-            id,
-            from: addr(4, 4),
-        },
-    );
+    accept(&mut m, now, id, addr(4, 4));
     data(&mut m, now, id, header(100));
     assert!(m.next_deadline().is_some_and(|d| d <= now + FIRST_FRAME));
     m.handle_timeout(now + FIRST_FRAME - Duration::from_millis(1));
