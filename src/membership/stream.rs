@@ -304,7 +304,7 @@ impl Membership {
                 }
             }
             (Role::PushPull { addr, join }, Message::Err(e)) => {
-                self.join_result(join, addr, Err(format!("remote error: {}", e.error)));
+                self.join_result(join, addr, Err(format!("remote error: {:?}", e.error)));
             }
             (Role::Ping { seq, .. }, Message::Ack(a)) if a.seq_no == seq => {
                 self.tcp_ping_acked(seq);

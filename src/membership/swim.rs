@@ -932,7 +932,7 @@ impl Membership {
             return;
         }
         if s.node == self.name {
-            warn!("memberlist: refuting a suspect message (from: {})", s.from);
+            warn!("memberlist: refuting a suspect message (from: {:?})", s.from);
             self.refute(s.incarnation);
             return;
         }
@@ -1002,7 +1002,7 @@ impl Membership {
         }
         let is_local = d.node == self.name;
         if is_local && !self.left {
-            warn!("memberlist: refuting a dead message (from: {})", d.from);
+            warn!("memberlist: refuting a dead message (from: {:?})", d.from);
             self.refute(d.incarnation);
             return;
         }
