@@ -780,17 +780,24 @@ impl Agent {
     /// Read the system back, apply what differs from the desired mesh, and check it took.
     fn reconcile(&mut self, now: Instant) {
         self.next_reconcile = None;
+        self.check_underlay(now);
         let mut desired = self.desired();
         self.system.drop_conflicts(&mut desired);
+        // What is left to do; a link whose daemon does not answer yet counts too (its socket
+        // comes after its link, with no notification).
+        let left = |observed: &reconcile::Observed, changes: &[reconcile::Change]| {
+            changes.len() + usize::from(observed.link.is_some() && observed.device.is_none())
+        };
         let outcome = self.system.observe().and_then(|observed| {
             let changes = reconcile::plan(&desired, &observed, self.system.endpoints());
             if changes.is_empty() {
-                return Ok(0);
+                return Ok(left(&observed, &changes));
             }
             debug!("applying {changes:?}");
             self.system.apply(&desired, &changes)?;
             let observed = self.system.observe()?;
-            Ok(reconcile::plan(&desired, &observed, self.system.endpoints()).len())
+            let changes = reconcile::plan(&desired, &observed, self.system.endpoints());
+            Ok(left(&observed, &changes))
         });
         match outcome {
             Ok(0) => {

@@ -27,7 +27,13 @@ pub struct System {
     conflicts: BTreeSet<Net>,
     /// Whether "waiting for the daemon" was logged since the link was last seen.
     waiting_logged: bool,
+    /// The device was (re)configured from scratch: its peers still hold sessions with our
+    /// old device, which they would keep using for ~15 s; a keepalive from us starts new ones.
+    fresh: bool,
 }
+
+/// Turning a persistent keepalive on makes WireGuard (kernel and wireguard-go) send one at once.
+const KICK_KEEPALIVE: u16 = 25;
 
 impl System {
     pub fn new(iface: &str, rtnl: Netlink, wg: Backend, index: u32, private_key: Key) -> System {
@@ -41,6 +47,7 @@ impl System {
             endpoints: BTreeMap::new(),
             conflicts: BTreeSet::new(),
             waiting_logged: false,
+            fresh: false,
         }
     }
 
@@ -157,7 +164,9 @@ impl System {
                     private_key: self.private_key,
                     listen_port: desired.listen_port,
                 };
-                self.wg()?.set_device(&config)
+                self.wg()?.set_device(&config)?;
+                self.fresh = true;
+                Ok(())
             }
             Change::SetMtuUp => {
                 let i = index()?;
@@ -172,6 +181,20 @@ impl System {
                 self.rtnl.del_address(i, *ip, *len)
             }
             Change::Peers(peers) => {
+                if std::mem::take(&mut self.fresh) {
+                    let kick: Vec<PeerChange> = peers
+                        .iter()
+                        .filter_map(|p| match p {
+                            PeerChange::Upsert(c) if c.persistent_keepalive.is_none() => {
+                                let mut c = c.clone();
+                                c.persistent_keepalive = Some(KICK_KEEPALIVE);
+                                Some(PeerChange::Upsert(c))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    self.wg()?.apply(&kick)?;
+                }
                 self.wg()?.apply(peers)?;
                 for p in peers {
                     match p {
