@@ -834,6 +834,7 @@ impl Agent {
             return;
         }
         let current = self.membership.local().addr;
+        let link = self.system.index();
         let rtnl = self.system.rtnl();
         let still_there = match rtnl.addresses(None) {
             Ok(addrs) => addrs.iter().any(|a| a.addr == current.ip()),
@@ -842,7 +843,7 @@ impl Agent {
         if still_there {
             return;
         }
-        let Ok(found) = rtnl.detect_bind() else {
+        let Ok(found) = rtnl.detect_bind(link) else {
             return;
         };
         let to = SocketAddr::new(found.advertise, current.port());
@@ -994,7 +995,7 @@ fn bind_addresses(
                 .map_err(|e| fail(format!("--bind-iface {iface}"), e))?;
             Ok(Some((ip, ip)))
         }
-        Bind::Auto => match rtnl.detect_bind() {
+        Bind::Auto => match rtnl.detect_bind(None) {
             Ok(b) => Ok(Some((b.bind, b.advertise))),
             Err(e) if e.raw_errno().is_none() => Ok(None),
             Err(e) => Err(fail("detecting the bind address (set --bind-addr)", e)),
