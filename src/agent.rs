@@ -473,7 +473,11 @@ impl Agent {
             "cluster key {done} (the keyring holds {} keys)",
             keyring.keys().len()
         );
+        // A key change is rare and must survive a crash: written at once, not debounced.
         self.offer_state();
+        if let Some(state) = self.persist.flush() {
+            self.save_state(Instant::now(), state);
+        }
         Ok(format!("{done}\n"))
     }
 
