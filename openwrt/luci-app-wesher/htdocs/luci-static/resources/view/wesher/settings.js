@@ -360,18 +360,18 @@ return view.extend({
 		o = s.taboption('general', form.Value, 'cluster_key', _('Cluster key'),
 			_('Shared by every node: 32 bytes, standard base64. Empty: the stored key, or a new one.'));
 		o.password = true;
-		o.validate = validator(checkKey);
+		o.validate = validator((section_id, value) => checkKey(value));
 
 		button(s, 'general', '_generate_key', _('New cluster key'), _('Generate'), generateKey);
 		button(s, 'general', '_copy_key', _('Copy the key'), _('Show and copy'), copyKey);
 
 		o = s.taboption('general', form.Value, 'cluster_key_file', _('Cluster key file'),
 			_('Read the key from this file (mode 0600) instead.'));
-		o.validate = validator(checkPath);
+		o.validate = validator((section_id, value) => checkPath(value));
 
 		o = s.taboption('general', form.DynamicList, 'join', _('Join'),
 			_('Nodes to join: host or IP, optional :port. Empty: the nodes in the state file.'));
-		o.validate = validator(function(section_id, value) { return checkJoin(value); });
+		o.validate = validator((section_id, value) => checkJoin(value));
 
 		o = s.taboption('general', form.Flag, 'init', _('Forget state at start'),
 			_('Forget the stored nodes and key when the agent starts.'));
@@ -380,7 +380,7 @@ return view.extend({
 		o = s.taboption('network', form.Value, 'interface', _('Interface'),
 			_('WireGuard interface; also names the state file.'));
 		o.placeholder = 'wgoverlay';
-		o.validate = validator(function(section_id, value) { return checkInterface(value); });
+		o.validate = validator((section_id, value) => checkInterface(value));
 
 		o = s.taboption('network', form.Value, 'overlay_net', _('Overlay network'),
 			_('IPv4 or IPv6, prefix length a multiple of 8; the same on every node.'));
@@ -402,12 +402,12 @@ return view.extend({
 		o = s.taboption('network', form.Value, 'cluster_port', _('Cluster port'),
 			_('Gossip, TCP and UDP.'));
 		o.placeholder = '7946';
-		o.validate = validator(function(section_id, value) { return checkPort(value); });
+		o.validate = validator((section_id, value) => checkPort(value));
 
 		o = s.taboption('network', form.Value, 'wireguard_port', _('WireGuard port'),
 			_('UDP; the same on every node.'));
 		o.placeholder = '51820';
-		o.validate = validator(function(section_id, value) { return checkPort(value); });
+		o.validate = validator((section_id, value) => checkPort(value));
 
 		o = s.taboption('network', form.Value, 'bind_addr', _('Bind address'),
 			_('Gossip address; autodetected when empty.'));
@@ -422,7 +422,7 @@ return view.extend({
 		o.validate = validator(checkAddress);
 
 		o = s.taboption('network', form.Value, 'advertise_port', _('Advertised port'));
-		o.validate = validator(function(section_id, value) { return checkPort(value); });
+		o.validate = validator((section_id, value) => checkPort(value));
 
 		o = s.taboption('network', form.Value, 'persistent_keepalive', _('Persistent keepalive'),
 			_('Seconds; for nodes behind NAT. 0 or empty: off.'));
@@ -452,12 +452,12 @@ return view.extend({
 
 		o = s.taboption('advanced', form.Value, 'hosts_file', _('Hosts file'),
 			_('Where the members\' names are written.'));
-		o.validate = validator(checkPath);
+		o.validate = validator((section_id, value) => checkPath(value));
 
 		o = s.taboption('advanced', form.Value, 'state_dir', _('State directory'),
 			_('Cluster key and known nodes; on flash so that they survive a reboot.'));
 		o.placeholder = '/etc/wesher';
-		o.validate = validator(checkPath);
+		o.validate = validator((section_id, value) => checkPath(value));
 
 		return m.render();
 	}
