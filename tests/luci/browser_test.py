@@ -116,8 +116,8 @@ class Browser:
               self.eval("document.getElementById('view').innerText"))
 
     def screenshot(self, path):
-        height = self.eval("Math.min(1400, document.documentElement.scrollHeight)")
-        data = self.call("Page.captureScreenshot", {"format": "png", "clip": {
+        height = self.eval("Math.min(1200, document.documentElement.scrollHeight)")
+        data = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {
             "x": 0, "y": 0, "width": 1100, "height": height, "scale": 1}}, session=True)["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
