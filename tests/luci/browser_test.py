@@ -291,6 +291,12 @@ def test_settings(b, a):
     def set_calls():
         return [c for c in calls(a.url, "uci") if c["method"] in ("set", "add", "delete", "apply")]
 
+    def save_is_refused(what):
+        click("Save")
+        b.wait("!!document.querySelector('#modal .save-error')", "the save error")
+        check(set_calls() == [], f"nothing was saved with {what}", set_calls())
+        b.eval("L.require('ui').then(ui => ui.hideModal())")
+
     # A bad key: the agent's rules (44 characters of base64, 32 bytes) refuse it, so does the page.
     key_el = field % "cluster_key"
     set_value(key_el, "c2hvcnQ=")
@@ -298,10 +304,7 @@ def test_settings(b, a):
     check(err == "decodes to 5 bytes, expected 32", "a 5-byte key is refused with the agent's reason", err)
     set_value(key_el, "not base64 at all!")
     check(invalid(key_el) == "not valid base64", "a non-base64 key is refused", invalid(key_el))
-    click("Save")
-    b.wait("!!document.querySelector('#modal .save-error')", "the save error")
-    check(set_calls() == [], "nothing was saved with a bad key", set_calls())
-    b.eval("L.require('ui').then(ui => ui.hideModal())")
+    save_is_refused("a bad key")
     set_value(key_el, cfg["cluster_key"])
     check(invalid(key_el) is None, "the stored key is accepted again")
 
@@ -314,10 +317,7 @@ def test_settings(b, a):
           "a /33 routed network is refused", invalid(bad))
     set_value(bad, "192.168.7.1/24")
     check(invalid(bad) == "host bits are set (did you mean 192.168.7.0/24?)", "host bits are refused", invalid(bad))
-    click("Save")
-    b.wait("!!document.querySelector('#modal .save-error')", "the save error")
-    check(set_calls() == [], "nothing was saved with a bad CIDR", set_calls())
-    b.eval("L.require('ui').then(ui => ui.hideModal())")
+    save_is_refused("a bad CIDR")
     set_value(bad, "192.168.7.0/24")
     check(invalid(bad) is None, "192.168.7.0/24 is accepted")
 

@@ -18,7 +18,7 @@ const callGenerateKey = rpc.declare({
 // A 32-byte key in standard base64 with padding (line breaks ignored, as Go does).
 function checkKey(value) {
 	const text = value.replace(/[\r\n]/g, '');
-	if (text.length % 4 != 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text))
+	if (text.length % 4 != 0 || !/^[A-Za-z0-9+\/]*={0,2}$/.test(text))
 		return _('not valid base64');
 	const bytes = text.length / 4 * 3 - (text.match(/=*$/)[0].length);
 	if (bytes != 32)
@@ -333,6 +333,19 @@ function button(s, tab, name, title, label, onclick) {
 	return o;
 }
 
+// One option: `check(section_id, value)` returns an error message or null; `props` sets any
+// other property of the form option (placeholder, default, rmempty, password).
+function option(s, tab, cls, name, title, description, check, props) {
+	const o = s.taboption(tab, cls, name, title, description);
+	if (check)
+		o.validate = validator(check);
+	Object.assign(o, props || {});
+	return o;
+}
+
+// Checks that need only the value.
+const only = (check) => (section_id, value) => check(value);
+
 return view.extend({
 	render: function() {
 		const m = new form.Map('wesher', _('wesher mesh'),
@@ -345,119 +358,70 @@ return view.extend({
 		s.tab('network', _('Network'));
 		s.tab('advanced', _('Advanced'));
 
-		let o;
-
-		// General
-		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'),
-			_('Run an agent for this mesh.'));
-		o.rmempty = false;
-		o.default = '0';
-
-		o = s.taboption('general', form.Value, 'node_name', _('Node name'),
-			_('Unique in the mesh; the hostname when empty (every OpenWrt router is called OpenWrt).'));
-		o.validate = validator(checkNodeName);
-
-		o = s.taboption('general', form.Value, 'cluster_key', _('Cluster key'),
-			_('Shared by every node: 32 bytes, standard base64. Empty: the stored key, or a new one.'));
-		o.password = true;
-		o.validate = validator((section_id, value) => checkKey(value));
-
+		option(s, 'general', form.Flag, 'enabled', _('Enabled'), _('Run an agent for this mesh.'),
+			null, { rmempty: false, default: '0' });
+		option(s, 'general', form.Value, 'node_name', _('Node name'),
+			_('Unique in the mesh; the hostname when empty (every OpenWrt router is called OpenWrt).'),
+			checkNodeName);
+		option(s, 'general', form.Value, 'cluster_key', _('Cluster key'),
+			_('Shared by every node: 32 bytes, standard base64. Empty: the stored key, or a new one.'),
+			only(checkKey), { password: true });
 		button(s, 'general', '_generate_key', _('New cluster key'), _('Generate'), generateKey);
 		button(s, 'general', '_copy_key', _('Copy the key'), _('Show and copy'), copyKey);
-
-		o = s.taboption('general', form.Value, 'cluster_key_file', _('Cluster key file'),
-			_('Read the key from this file (mode 0600) instead.'));
-		o.validate = validator((section_id, value) => checkPath(value));
-
-		o = s.taboption('general', form.DynamicList, 'join', _('Join'),
-			_('Nodes to join: host or IP, optional :port. Empty: the nodes in the state file.'));
-		o.validate = validator((section_id, value) => checkJoin(value));
-
-		o = s.taboption('general', form.Flag, 'init', _('Forget state at start'),
+		option(s, 'general', form.Value, 'cluster_key_file', _('Cluster key file'),
+			_('Read the key from this file (mode 0600) instead.'), only(checkPath));
+		option(s, 'general', form.DynamicList, 'join', _('Join'),
+			_('Nodes to join: host or IP, optional :port. Empty: the nodes in the state file.'),
+			only(checkJoin));
+		option(s, 'general', form.Flag, 'init', _('Forget state at start'),
 			_('Forget the stored nodes and key when the agent starts.'));
 
-		// Network
-		o = s.taboption('network', form.Value, 'interface', _('Interface'),
-			_('WireGuard interface; also names the state file.'));
-		o.placeholder = 'wgoverlay';
-		o.validate = validator((section_id, value) => checkInterface(value));
+		option(s, 'network', form.Value, 'interface', _('Interface'),
+			_('WireGuard interface; also names the state file.'),
+			only(checkInterface), { placeholder: 'wgoverlay' });
+		option(s, 'network', form.Value, 'overlay_net', _('Overlay network'),
+			_('IPv4 or IPv6, prefix length a multiple of 8; the same on every node.'),
+			checkOverlayNet, { placeholder: '10.0.0.0/8' });
+		option(s, 'network', form.Value, 'overlay_addr', _('Overlay address'),
+			_('This node\'s address in the overlay network; derived from the node name when empty.'),
+			checkOverlayAddr);
+		option(s, 'network', form.DynamicList, 'routed_net', _('Routed networks'),
+			_('Networks behind this node (its LAN) that the other nodes route through it.'),
+			checkRoutedNet);
+		option(s, 'network', form.DynamicList, 'accept_routed_nets', _('Accepted routed networks'),
+			_('Routed networks of other nodes to accept even when they overlap a local network.'),
+			checkAcceptedNet);
+		option(s, 'network', form.Value, 'cluster_port', _('Cluster port'), _('Gossip, TCP and UDP.'),
+			only(checkPort), { placeholder: '7946' });
+		option(s, 'network', form.Value, 'wireguard_port', _('WireGuard port'),
+			_('UDP; the same on every node.'), only(checkPort), { placeholder: '51820' });
+		option(s, 'network', form.Value, 'bind_addr', _('Bind address'),
+			_('Gossip address; autodetected when empty.'), checkAddress);
+		option(s, 'network', form.Value, 'bind_iface', _('Bind interface'),
+			_('Bind to this interface\'s first address instead.'), checkBindIface);
+		option(s, 'network', form.Value, 'advertise_addr', _('Advertised address'),
+			_('What other nodes use to reach this one (NAT, port forwarding).'), checkAddress);
+		option(s, 'network', form.Value, 'advertise_port', _('Advertised port'), null, only(checkPort));
+		option(s, 'network', form.Value, 'persistent_keepalive', _('Persistent keepalive'),
+			_('Seconds; for nodes behind NAT. 0 or empty: off.'), checkKeepalive);
+		option(s, 'network', form.Value, 'mtu', _('MTU'), null, checkMtu, { placeholder: '1420' });
+		option(s, 'network', form.Flag, 'firewall', _('Open the firewall'),
+			_('Accept the cluster and WireGuard ports from wan.'), null, { default: '1' });
 
-		o = s.taboption('network', form.Value, 'overlay_net', _('Overlay network'),
-			_('IPv4 or IPv6, prefix length a multiple of 8; the same on every node.'));
-		o.placeholder = '10.0.0.0/8';
-		o.validate = validator(checkOverlayNet);
-
-		o = s.taboption('network', form.Value, 'overlay_addr', _('Overlay address'),
-			_('This node\'s address in the overlay network; derived from the node name when empty.'));
-		o.validate = validator(checkOverlayAddr);
-
-		o = s.taboption('network', form.DynamicList, 'routed_net', _('Routed networks'),
-			_('Networks behind this node (its LAN) that the other nodes route through it.'));
-		o.validate = validator(checkRoutedNet);
-
-		o = s.taboption('network', form.DynamicList, 'accept_routed_nets', _('Accepted routed networks'),
-			_('Routed networks of other nodes to accept even when they overlap a local network.'));
-		o.validate = validator(checkAcceptedNet);
-
-		o = s.taboption('network', form.Value, 'cluster_port', _('Cluster port'),
-			_('Gossip, TCP and UDP.'));
-		o.placeholder = '7946';
-		o.validate = validator((section_id, value) => checkPort(value));
-
-		o = s.taboption('network', form.Value, 'wireguard_port', _('WireGuard port'),
-			_('UDP; the same on every node.'));
-		o.placeholder = '51820';
-		o.validate = validator((section_id, value) => checkPort(value));
-
-		o = s.taboption('network', form.Value, 'bind_addr', _('Bind address'),
-			_('Gossip address; autodetected when empty.'));
-		o.validate = validator(checkAddress);
-
-		o = s.taboption('network', form.Value, 'bind_iface', _('Bind interface'),
-			_('Bind to this interface\'s first address instead.'));
-		o.validate = validator(checkBindIface);
-
-		o = s.taboption('network', form.Value, 'advertise_addr', _('Advertised address'),
-			_('What other nodes use to reach this one (NAT, port forwarding).'));
-		o.validate = validator(checkAddress);
-
-		o = s.taboption('network', form.Value, 'advertise_port', _('Advertised port'));
-		o.validate = validator((section_id, value) => checkPort(value));
-
-		o = s.taboption('network', form.Value, 'persistent_keepalive', _('Persistent keepalive'),
-			_('Seconds; for nodes behind NAT. 0 or empty: off.'));
-		o.validate = validator(checkKeepalive);
-
-		o = s.taboption('network', form.Value, 'mtu', _('MTU'));
-		o.placeholder = '1420';
-		o.validate = validator(checkMtu);
-
-		o = s.taboption('network', form.Flag, 'firewall', _('Open the firewall'),
-			_('Accept the cluster and WireGuard ports from wan.'));
-		o.default = '1';
-
-		// Advanced
-		o = s.taboption('advanced', form.ListValue, 'gossip_profile', _('Gossip profile'),
+		const profile = option(s, 'advanced', form.ListValue, 'gossip_profile', _('Gossip profile'),
 			_('wan: Go wesher\'s timings; lan: faster failure detection.'));
-		o.value('', _('default (wan)'));
-		o.value('wan');
-		o.value('lan');
-
-		o = s.taboption('advanced', form.ListValue, 'log_level', _('Log level'));
-		o.value('', _('default (warn)'));
-		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach((l) => o.value(l));
-
-		o = s.taboption('advanced', form.Flag, 'no_etc_hosts', _('Do not write hosts'),
+		profile.value('', _('default (wan)'));
+		[ 'wan', 'lan' ].forEach((p) => profile.value(p));
+		const level = option(s, 'advanced', form.ListValue, 'log_level', _('Log level'));
+		level.value('', _('default (warn)'));
+		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach((l) => level.value(l));
+		option(s, 'advanced', form.Flag, 'no_etc_hosts', _('Do not write hosts'),
 			_('Leave the hosts file alone.'));
-
-		o = s.taboption('advanced', form.Value, 'hosts_file', _('Hosts file'),
-			_('Where the members\' names are written.'));
-		o.validate = validator((section_id, value) => checkPath(value));
-
-		o = s.taboption('advanced', form.Value, 'state_dir', _('State directory'),
-			_('Cluster key and known nodes; on flash so that they survive a reboot.'));
-		o.placeholder = '/etc/wesher';
-		o.validate = validator((section_id, value) => checkPath(value));
+		option(s, 'advanced', form.Value, 'hosts_file', _('Hosts file'),
+			_('Where the members\' names are written.'), only(checkPath));
+		option(s, 'advanced', form.Value, 'state_dir', _('State directory'),
+			_('Cluster key and known nodes; on flash so that they survive a reboot.'),
+			only(checkPath), { placeholder: '/etc/wesher' });
 
 		return m.render();
 	}

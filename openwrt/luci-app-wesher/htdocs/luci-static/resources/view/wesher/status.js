@@ -41,7 +41,7 @@ function formatBytes(n) {
 	return (i ? v.toFixed(2) : String(v)) + ' ' + units[i];
 }
 
-function alert(kind, text) {
+function banner(kind, text) {
 	return E('div', { 'class': 'alert-message ' + kind }, [ text ]);
 }
 
@@ -98,18 +98,18 @@ function renderMesh(mesh) {
 	const title = mesh.section + (mesh.interface ? ' (' + mesh.interface + ')' : '');
 
 	if (!mesh.enabled) {
-		body.push(alert('notice', _('This mesh is disabled in the settings.')));
+		body.push(banner('notice', _('This mesh is disabled in the settings.')));
 	}
 	else if (mesh.error) {
-		body.push(alert('warning', _('The agent is not answering: %s').replace('%s', mesh.error)));
+		body.push(banner('warning', _('The agent is not answering: %s').replace('%s', mesh.error)));
 	}
 	else if (!L.isObject(mesh.status) || !L.isObject(mesh.status.node) ||
 	         !Array.isArray(mesh.status.members)) {
-		body.push(alert('warning', _('The agent sent a status this page cannot read.')));
+		body.push(banner('warning', _('The agent sent a status this page cannot read.')));
 	}
 	else {
 		if (mesh.status.version !== STATUS_VERSION)
-			body.push(alert('notice', _('The agent reports status version %s; this page knows version %s.')
+			body.push(banner('notice', _('The agent reports status version %s; this page knows version %s.')
 				.replace('%s', mesh.status.version).replace('%s', STATUS_VERSION)));
 		body.push(E('h4', {}, [ _('This node') ]), nodeTable(mesh.status));
 		body.push(E('h4', {}, [ _('Members') ]), membersTable(mesh.status.members));
@@ -123,14 +123,14 @@ function renderMesh(mesh) {
 // The page content for one answer of the backend: a list of meshes, or why there is none.
 function renderAll(reply) {
 	if (reply instanceof Error)
-		return [ alert('error', _('Cannot reach the wesher backend: %s').replace('%s', reply.message)) ];
+		return [ banner('error', _('Cannot reach the wesher backend: %s').replace('%s', reply.message)) ];
 	if (typeof reply == 'number')
-		return [ alert('error', _('The wesher backend is not available (%s). Is luci-app-wesher installed and rpcd restarted?')
+		return [ banner('error', _('The wesher backend is not available (%s). Is luci-app-wesher installed and rpcd restarted?')
 			.replace('%s', rpc.getStatusText(reply))) ];
 	if (!L.isObject(reply) || !Array.isArray(reply.meshes))
-		return [ alert('error', _('The wesher backend sent an unreadable answer.')) ];
+		return [ banner('error', _('The wesher backend sent an unreadable answer.')) ];
 	if (!reply.meshes.length)
-		return [ alert('notice', _('No mesh is configured in /etc/config/wesher.')) ];
+		return [ banner('notice', _('No mesh is configured in /etc/config/wesher.')) ];
 	return reply.meshes.map(renderMesh);
 }
 
