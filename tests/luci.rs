@@ -128,6 +128,41 @@ fn app_is_laid_out_as_the_luci_feed_expects() {
     }
 }
 
+/// The settings page's validation cases (the browser test checks the page's verdict on each)
+/// against the agent's own parser: a refused value is an error naming its flag, an accepted one
+/// parses.
+#[test]
+fn validation_cases_match_the_agents_parser() {
+    use miniserde::json::Value;
+    let text = read(&luci_tests().join("validation-cases.json"));
+    let Ok(Value::Array(cases)) = miniserde::json::from_str::<Value>(&text) else {
+        panic!("validation-cases.json is not a JSON array")
+    };
+    assert!(cases.len() >= 30);
+    for case in &cases {
+        let Value::Object(case) = case else {
+            panic!("{text}")
+        };
+        let field = |k: &str| match case.get(k) {
+            Some(Value::String(s)) => s.clone(),
+            other => panic!("case field {k}: {other:?}"),
+        };
+        let (option, value) = (field("option"), field("value"));
+        let refused = matches!(case.get("refused"), Some(Value::Bool(true)));
+        let flag = format!("--{}", option.replace('_', "-"));
+        let parsed = wesher::config::parse_from([flag.as_str(), value.as_str()], |_| None);
+        match (refused, parsed) {
+            (true, Err(e)) => assert!(
+                e.to_string().starts_with(&flag),
+                "{option} {value:?}: the error names another option: {e}"
+            ),
+            (false, Ok(_)) => {}
+            (true, Ok(_)) => panic!("the page refuses {option} {value:?}, the agent accepts it"),
+            (false, Err(e)) => panic!("the page accepts {option} {value:?}, the agent says: {e}"),
+        }
+    }
+}
+
 /// A process we started, killed by PID when dropped.
 struct Killed(Child);
 

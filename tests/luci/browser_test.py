@@ -297,6 +297,8 @@ def test_settings(b, a):
         check(set_calls() == [], f"nothing was saved with {what}", set_calls())
         b.eval("L.require('ui').then(ui => ui.hideModal())")
 
+    agrees_with_the_agent(b, field, set_value, invalid)
+
     # A bad key: the agent's rules (44 characters of base64, 32 bytes) refuse it, so does the page.
     key_el = field % "cluster_key"
     set_value(key_el, "c2hvcnQ=")
@@ -346,6 +348,35 @@ def test_settings(b, a):
         after = json.load(r)["wesher"]["wesher"]
     check(after["cluster_key"] == new_key and after["routed_net"] == want["routed_net"],
           "the applied config has the new values")
+
+
+# validation-cases.json: (UCI option, value, refused?). tests/luci.rs checks the same cases
+# against the agent's own parser (wesher::config); here the page must agree with each.
+CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "validation-cases.json")
+
+
+def agrees_with_the_agent(b, field, set_value, invalid):
+    with open(CASES) as f:
+        cases = json.load(f)
+    for case in cases:
+        option, value, refused = case["option"], case["value"], case["refused"]
+        el = field % option
+        if b.eval(f"{el}.classList.contains('cbi-dynlist')"):
+            b.eval(f"""(() => {{ const l = {el}; const add = l.querySelector('.add-input');
+                add.value = {json.dumps(value)}; l.querySelector('.cbi-button-add').click(); }})()""")
+            item = f"Array.from({el}.querySelectorAll('input.cbi-input-text')).pop()"
+            err = invalid(item)
+            b.eval(f"{item}.parentNode.remove()")
+        else:
+            before = b.eval(f"{el}.value")
+            set_value(el, value)
+            err = invalid(el)
+            set_value(el, before)
+        if refused:
+            check(err is not None, f"the page refuses {option} {value!r}: {err}")
+        else:
+            check(err is None, f"the page accepts {option} {value!r}", err)
+    check(len(cases) >= 30, f"{len(cases)} validation cases")
 
 
 def main():
