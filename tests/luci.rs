@@ -267,7 +267,8 @@ fn status_page_shows_the_real_mesh_and_follows_it() {
     let uci = r#"{"wesher": {
         "wesher": {".type": "wesher", "enabled": "1", "interface": "wgoverlay"},
         "lab": {".type": "wesher", "enabled": "1", "interface": "wglab"},
-        "old": {".type": "wesher", "enabled": "0", "interface": "wgold"}}}"#;
+        "old": {".type": "wesher", "enabled": "0", "interface": "wgold"}},
+        "luci": {"main": {".type": "core", "lang": "auto"}}}"#;
     let wesher = format!(
         "nsenter -t {} --mount --uts --net -- {WESHER}",
         nodes[0].holder_pid()
@@ -290,7 +291,8 @@ fn settings_page_validates_like_the_agent_and_saves_through_uci() {
         "wesher": {{".type": "wesher", "enabled": "1", "interface": "wgoverlay",
                     "cluster_key": "{CLUSTER_KEY}", "join": ["10.99.0.1", "node2.example:7946"],
                     "routed_net": ["192.168.1.0/24"]}},
-        "old": {{".type": "wesher", "enabled": "0", "interface": "wgold"}}}}}}"#
+        "old": {{".type": "wesher", "enabled": "0", "interface": "wgold"}}}},
+        "luci": {{"main": {{".type": "core", "lang": "auto"}}}}}}"#
     );
     let (_rpcd, url) = fake_rpcd(&dir, &uci, WESHER);
     browser_test(&["settings", "--url", &url]);
