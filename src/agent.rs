@@ -497,6 +497,7 @@ impl Agent {
             .map(describe)
             .collect();
         Status {
+            version: control::STATUS_VERSION,
             interface: self.cfg.interface.clone(),
             node,
             members,
