@@ -150,14 +150,16 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// A node that knows only itself (alive, incarnation 1). Timers start with a random stagger
-    /// so nodes started together do not tick in lockstep.
+    /// A node that knows only itself (alive, incarnation 1). Probes tick one interval after
+    /// start and every interval from then on, as Go's probe ticker (its random stagger is
+    /// shorter than the first tick, so it changes nothing); gossip and push-pull timers start
+    /// with a random stagger so nodes started together do not tick in lockstep.
     pub fn new(config: Config, now: Instant, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let nonces = Nonces::new(rng.next_u64());
         let t = &config.timing;
         let stagger = |rng: &mut Rng, d: Duration| d.mul_f64(rng.unit());
-        let next_probe = now + stagger(&mut rng, t.probe_interval);
+        let next_probe = now + t.probe_interval;
         let next_gossip = now + stagger(&mut rng, t.gossip_interval);
         let next_push_pull = now + stagger(&mut rng, t.push_pull_interval);
         let mut m = Membership {
