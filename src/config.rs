@@ -177,6 +177,8 @@ pub struct Config {
     pub gossip_profile: GossipProfile,
     /// Networks behind this node that the others route through it (site-to-site).
     pub routed_nets: Vec<Cidr>,
+    /// Other nodes' routed networks installed even where they overlap our own routing.
+    pub accept_routed_nets: Vec<Cidr>,
     /// This node's overlay address set by hand instead of derived from its name.
     pub overlay_addr: Option<IpAddr>,
 }
@@ -203,6 +205,7 @@ impl fmt::Debug for Config {
             .field("advertise_port", &self.advertise_port)
             .field("gossip_profile", &self.gossip_profile)
             .field("routed_nets", &self.routed_nets)
+            .field("accept_routed_nets", &self.accept_routed_nets)
             .field("overlay_addr", &self.overlay_addr)
             .finish()
     }
@@ -399,6 +402,16 @@ const OPTS: &[Opt] = &[
         default: None,
         shown_default: "none",
         help: "networks behind this node (e.g. its LAN) that the other nodes route through it",
+    },
+    Opt {
+        long: "accept-routed-nets",
+        env: "WESHER_ACCEPT_ROUTED_NETS",
+        kind: Kind::List,
+        meta: "CIDR,...",
+        default: None,
+        shown_default: "none",
+        help: "routed networks of other nodes to install even where they overlap this node's \
+               connected networks, the default route or a member's underlay address",
     },
     Opt {
         long: "overlay-addr",
@@ -890,6 +903,17 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
             }
         }
     }
+    let mut accept_routed_nets = Vec::new();
+    if let Some((src, values)) = effective(raw, env, "accept-routed-nets") {
+        for v in &values {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let net = item
+                    .parse::<Cidr>()
+                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                accept_routed_nets.push(net);
+            }
+        }
+    }
     let overlay_addr = one(raw, env, "overlay-addr", |s| {
         let a = ip(s)?;
         if !overlay_net.contains(a) {
@@ -924,6 +948,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         advertise_port,
         gossip_profile,
         routed_nets,
+        accept_routed_nets,
         overlay_addr,
     })
 }
@@ -1439,6 +1464,11 @@ mod tests {
         );
         let nets: Vec<String> = c.routed_nets.iter().map(ToString::to_string).collect();
         assert_eq!(nets, ["192.168.1.0/24", "192.168.2.0/24", "172.16.0.0/12"]);
+        let c = config(&["--accept-routed-nets", "192.168.1.0/24,0.0.0.0/0"], &[]);
+        assert_eq!(c.accept_routed_nets.len(), 2);
+        let c = config(&[], &[("WESHER_ACCEPT_ROUTED_NETS", "10.5.0.0/16")]);
+        assert_eq!(c.accept_routed_nets, vec!["10.5.0.0/16".parse().unwrap()]);
+        assert!(error(&["--accept-routed-nets", "x"], &[]).contains("--accept-routed-nets"));
         let c = config(&[], &[("WESHER_ROUTED_NET", "fd00:1::/64")]);
         assert_eq!(c.routed_nets.len(), 1);
         assert!(
