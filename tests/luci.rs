@@ -128,6 +128,43 @@ fn app_is_laid_out_as_the_luci_feed_expects() {
     }
 }
 
+/// Every option of the wesher package's /etc/config/wesher and every agent flag (by its UCI
+/// name) has a field on the settings page.
+#[test]
+fn settings_page_has_every_uci_option_and_flag() {
+    let settings = read(&app_dir().join("htdocs/luci-static/resources/view/wesher/settings.js"));
+    let config =
+        read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/wesher/files/wesher.config"));
+    let mut names: Vec<String> = config
+        .lines()
+        .map(|l| l.trim().trim_start_matches('#'))
+        .filter_map(|l| {
+            l.strip_prefix("option ")
+                .or_else(|| l.strip_prefix("list "))
+        })
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 20, "{names:?}");
+    let help = Command::new(WESHER).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    for flag in help.lines().filter_map(|l| l.strip_prefix("  --")) {
+        let flag = flag.split_whitespace().next().unwrap_or("");
+        match flag {
+            "version" | "help" => {}
+            // The package's list of CIDRs is singular, like routed_net.
+            "accept-routed-nets" => names.push("accept_routed_net".into()),
+            _ => names.push(flag.replace('-', "_")),
+        }
+    }
+    for name in &names {
+        assert!(
+            settings.contains(&format!("'{name}', _(")),
+            "the settings page has no field for {name}"
+        );
+    }
+}
+
 /// The settings page's validation cases (the browser test checks the page's verdict on each)
 /// against the agent's own parser: a refused value is an error naming its flag, an accepted one
 /// parses.
@@ -149,7 +186,11 @@ fn validation_cases_match_the_agents_parser() {
         };
         let (option, value) = (field("option"), field("value"));
         let refused = matches!(case.get("refused"), Some(Value::Bool(true)));
-        let flag = format!("--{}", option.replace('_', "-"));
+        // The flag is the option's name with '-' for '_', unless the case names it.
+        let flag = match case.get("flag") {
+            Some(Value::String(f)) => f.clone(),
+            _ => format!("--{}", option.replace('_', "-")),
+        };
         let parsed = wesher::config::parse_from([flag.as_str(), value.as_str()], |_| None);
         match (refused, parsed) {
             (true, Err(e)) => assert!(
