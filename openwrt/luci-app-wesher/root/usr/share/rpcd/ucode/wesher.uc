@@ -78,7 +78,7 @@ function mesh_status(bin, section) {
 		mesh.status = json(result.output);
 	}
 	catch (e) {
-		mesh.error = `unreadable answer from the agent: ${e}`;
+		mesh.error = `unreadable answer from the agent: ${e.message}`;
 	}
 	return mesh;
 }
