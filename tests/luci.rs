@@ -110,11 +110,11 @@ fn app_is_laid_out_as_the_luci_feed_expects() {
     let acl = read(&app.join("root/usr/share/rpcd/acl.d/luci-app-wesher.json"));
     let compact: String = acl.split_whitespace().collect();
     assert!(
-        compact.contains(r#""read":{"ubus":{"wesher":["status"]},"uci":["wesher"]}"#),
+        compact.contains(r#""read":{"ubus":{"luci.wesher":["status"]},"uci":["wesher"]}"#),
         "{acl}"
     );
     assert!(
-        compact.contains(r#""write":{"ubus":{"wesher":["generate_key"]},"uci":["wesher"]}"#),
+        compact.contains(r#""write":{"ubus":{"luci.wesher":["generate_key"]},"uci":["wesher"]}"#),
         "{acl}"
     );
 
@@ -122,7 +122,7 @@ fn app_is_laid_out_as_the_luci_feed_expects() {
     for needle in [
         "status --json --interface",
         "key generate",
-        "return { wesher: methods };",
+        "return { 'luci.wesher': methods };",
     ] {
         assert!(backend.contains(needle), "wesher.uc lacks {needle:?}");
     }

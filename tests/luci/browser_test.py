@@ -172,7 +172,7 @@ SHOWN_ROWS = """Array.from(document.querySelectorAll('.wesher-mesh[data-section=
 def status_replies(url, section):
     """Every status the fake rpcd returned for `section`, newest last."""
     out = []
-    for c in calls(url, "wesher", "status"):
+    for c in calls(url, "luci.wesher", "status"):
         for m in c["result"][1]["meshes"]:
             if m["section"] == section and m["status"]:
                 out.append(m["status"])
@@ -236,12 +236,12 @@ def test_status(b, a):
 
     # Refresh: pings run in the mesh, so new polls bring more bytes; the table follows.
     first_rx = {r[0]["text"]: int(r[5]["title"]) for r in rows}
-    n_before = len(calls(url, "wesher", "status"))
+    n_before = len(calls(url, "luci.wesher", "status"))
     deadline = time.time() + 60
     while True:
         rows, status = shown_matches_a_reply(b, url, "wesher")
         grown = status and all(int(r[5]["title"]) > first_rx[r[0]["text"]] for r in rows)
-        if grown and len(calls(url, "wesher", "status")) > n_before:
+        if grown and len(calls(url, "luci.wesher", "status")) > n_before:
             break
         if time.time() > deadline:
             raise Failed(f"no refresh with more received bytes within 60 s: {rows}")

@@ -7,7 +7,7 @@ Objects answered:
            /admin/uci/confirm) commits. Every call is recorded (GET /_test/calls) so tests can
            check what the page saved.
   session  access: always granted (LuCI's form asks before it allows editing).
-  wesher   status, generate_key: what openwrt/luci-app-wesher's wesher.uc does, step for step,
+  luci.wesher  status, generate_key: what openwrt/luci-app-wesher's wesher.uc does, step for step,
            but running the REAL `wesher` through a command prefix given on the command line
            (for example `nsenter -t PID --mount --uts --net -- target/debug/wesher`).
 Static files: the app's htdocs under /luci-static/resources/, the JS stand-in under /standin/,
@@ -116,7 +116,7 @@ def failure(code, output):
 
 def handle_call(store, wesher, obj, method, args):
     """One ubus call; returns the JSON-RPC `result` array."""
-    if obj == "wesher":
+    if obj == "luci.wesher":
         if method == "status":
             return [UBUS_OK, wesher_status(store, wesher)]
         if method == "generate_key":

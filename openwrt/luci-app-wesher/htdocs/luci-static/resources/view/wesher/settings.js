@@ -9,7 +9,7 @@
 // Saving goes through uci; procd's reload trigger on the wesher config restarts what changed.
 
 const callGenerateKey = rpc.declare({
-	object: 'wesher',
+	object: 'luci.wesher',
 	method: 'generate_key'
 });
 
