@@ -214,14 +214,22 @@ impl Drop for Killed {
     }
 }
 
-/// Starts fake_rpcd.py with `uci` (JSON) as its configs and `wesher` as the command that runs
-/// wesher; returns it and its base URL.
-fn fake_rpcd(dir: &Path, uci: &str, wesher: &str) -> (Killed, String) {
+/// `program` in `ns`, a namespace with only a loopback: the fake rpcd and Chromium run there, so
+/// nothing the browser might try reaches beyond it.
+fn in_netns(ns: &common::Netns, program: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name, program]);
+    cmd
+}
+
+/// Starts fake_rpcd.py in `ns` with `uci` (JSON) as its configs and `wesher` as the command that
+/// runs wesher; returns it and its base URL.
+fn fake_rpcd(ns: &common::Netns, dir: &Path, uci: &str, wesher: &str) -> (Killed, String) {
     let uci_file = dir.join("uci.json");
     std::fs::write(&uci_file, uci).unwrap();
     let port_file = dir.join("port");
     let _ = std::fs::remove_file(&port_file);
-    let child = Command::new("python3")
+    let child = in_netns(ns, "python3")
         .arg(luci_tests().join("fake_rpcd.py"))
         .arg("--uci")
         .arg(&uci_file)
@@ -238,9 +246,9 @@ fn fake_rpcd(dir: &Path, uci: &str, wesher: &str) -> (Killed, String) {
     (rpcd, format!("http://127.0.0.1:{port}"))
 }
 
-/// Runs browser_test.py; panics with its output unless every check passed.
-fn browser_test(args: &[&str]) {
-    let mut cmd = Command::new("python3");
+/// Runs browser_test.py in `ns`; panics with its output unless every check passed.
+fn browser_test(ns: &common::Netns, args: &[&str]) {
+    let mut cmd = in_netns(ns, "python3");
     cmd.arg(luci_tests().join("browser_test.py")).args(args);
     if let Some(dir) = std::env::var_os("WESHER_LUCI_SCREENSHOTS") {
         cmd.arg("--screenshot")
@@ -276,7 +284,7 @@ fn agent<'a>(node: &'a Node, join: Option<&str>) -> Proc<'a> {
 
 #[test]
 fn status_page_shows_the_real_mesh_and_follows_it() {
-    if !common::prerequisites(&["chromium", "python3", "timeout"]) {
+    if !common::prerequisites(&["chromium", "python3", "timeout", "ip"]) {
         return;
     }
     let Some(topo) = Topology::new(3) else { return };
@@ -314,16 +322,18 @@ fn status_page_shows_the_real_mesh_and_follows_it() {
         "nsenter -t {} --mount --uts --net -- {WESHER}",
         nodes[0].holder_pid()
     );
-    let (_rpcd, url) = fake_rpcd(&dir, uci, &wesher);
+    let ns = common::Netns::new();
+    let (rpcd, url) = fake_rpcd(&ns, &dir, uci, &wesher);
     let stop = agents[2].pid().to_string();
-    browser_test(&["status", "--url", &url, "--stop-pid", &stop]);
+    browser_test(&ns, &["status", "--url", &url, "--stop-pid", &stop]);
+    drop(rpcd);
     drop(agents);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn settings_page_validates_like_the_agent_and_saves_through_uci() {
-    if !common::prerequisites(&["chromium", "python3", "timeout"]) {
+    if !common::prerequisites(&["chromium", "python3", "timeout", "ip"]) {
         return;
     }
     let dir = scratch("settings");
@@ -335,7 +345,9 @@ fn settings_page_validates_like_the_agent_and_saves_through_uci() {
         "old": {{".type": "wesher", "enabled": "0", "interface": "wgold"}}}},
         "luci": {{"main": {{".type": "core", "lang": "auto"}}}}}}"#
     );
-    let (_rpcd, url) = fake_rpcd(&dir, &uci, WESHER);
-    browser_test(&["settings", "--url", &url]);
+    let ns = common::Netns::new();
+    let (rpcd, url) = fake_rpcd(&ns, &dir, &uci, WESHER);
+    browser_test(&ns, &["settings", "--url", &url]);
+    drop(rpcd);
     let _ = std::fs::remove_dir_all(&dir);
 }
