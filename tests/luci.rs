@@ -128,6 +128,76 @@ fn app_is_laid_out_as_the_luci_feed_expects() {
     }
 }
 
+/// The fields of `wesher status --json` are exactly those the README's schema table documents,
+/// at the top level and per member (LuCI, scripts and monitoring read them).
+#[test]
+fn status_json_fields_are_the_documented_ones() {
+    use miniserde::json::Value;
+    use wesher::control::{MemberStatus, Status, STATUS_VERSION};
+    let member = MemberStatus {
+        name: "n".into(),
+        overlay: String::new(),
+        underlay: String::new(),
+        state: "alive".into(),
+        public_key: String::new(),
+        handshake_age_secs: None,
+        rx_bytes: 0,
+        tx_bytes: 0,
+    };
+    let status = Status {
+        version: STATUS_VERSION,
+        interface: "wgoverlay".into(),
+        node: member.clone(),
+        members: vec![member],
+    };
+    let Ok(Value::Object(top)) =
+        miniserde::json::from_str::<Value>(&miniserde::json::to_string(&status))
+    else {
+        panic!("status is not a JSON object")
+    };
+    let Some(Value::Object(node)) = top.get("node") else {
+        panic!("no node object")
+    };
+    let mut actual: Vec<String> = top.keys().cloned().collect();
+    actual.extend(node.keys().map(|k| format!("member {k}")));
+    actual.sort();
+
+    let readme = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
+    let section = readme
+        .split("### Status JSON")
+        .nth(1)
+        .and_then(|rest| rest.split("\n#").next())
+        .expect("README has a Status JSON section");
+    let mut documented = Vec::new();
+    for row in section
+        .lines()
+        .filter(|l| l.starts_with("| `") || l.starts_with("| member `"))
+    {
+        let field = row
+            .trim_start_matches("| ")
+            .split(" |")
+            .next()
+            .unwrap_or("");
+        let prefix = if field.starts_with("member ") {
+            "member "
+        } else {
+            ""
+        };
+        for name in field.split('`').skip(1).step_by(2) {
+            documented.push(format!("{prefix}{name}"));
+        }
+    }
+    documented.sort();
+    assert_eq!(
+        actual, documented,
+        "status JSON fields vs the README's table"
+    );
+    assert_eq!(
+        STATUS_VERSION, 1,
+        "a new version needs the README's promise and LuCI's check"
+    );
+}
+
 /// Every option of the wesher package's /etc/config/wesher and every agent flag (by its UCI
 /// name) has a field on the settings page.
 #[test]
