@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod fsutil;
 pub mod hosts;
+pub mod logging;
 pub mod membership;
 pub mod mesh;
 pub mod netlink;
