@@ -512,3 +512,107 @@ _uci_commit() {
 	done <"$changes"
 	rm -f "$changes"
 }
+
+# --- netifd-proto.sh: the handler's side of netifd's protocol-handler interface. netifd runs
+# `HANDLER PROTO dump` for the option list, `HANDLER PROTO setup|teardown IFACE CONFIG_JSON`
+# for an interface; each proto_* call becomes a `ubus call network.interface.IFACE
+# notify_proto` message, recorded into $STANDIN_LOG.
+proto_config_add_generic() { json_add_string "" "$1:$2"; }
+proto_config_add_int() { proto_config_add_generic "$1" 5; }
+proto_config_add_string() { proto_config_add_generic "$1" 3; }
+proto_config_add_boolean() { proto_config_add_generic "$1" 7; }
+proto_config_add_array() { proto_config_add_generic "$1" 1; }
+
+init_proto() {
+	proto="$1" cmd="$2"
+	shift 2
+	case "$cmd" in
+	dump)
+		add_protocol() {
+			no_device=0 available=0
+			json_init
+			json_add_string name "$1"
+			json_add_array config
+			"proto_$1_init_config"
+			json_close_array
+			json_add_boolean no-device "$no_device"
+			json_add_boolean available "$available"
+			json_dump
+		}
+		;;
+	setup | teardown)
+		interface="$1" data="$2" ifname="${3:-}"
+		add_protocol() {
+			[ "$proto" = "$1" ] || return 0
+			_json_in=$data
+			"proto_$1_$cmd" "$interface" "$ifname"
+		}
+		;;
+	esac
+}
+
+# jshn's reading side, on the config netifd hands over: booleans as 0/1, arrays space-separated.
+json_get_var() {
+	eval "$1=\$(printf '%s' \"\$_json_in\" | jq -r --arg k \"\$2\" '.[\$k] | if . == null then empty elif type == \"boolean\" then (if . then 1 else 0 end) else . end')"
+}
+json_get_vars() {
+	local v
+	for v; do json_get_var "$v" "$v"; done
+}
+json_get_values() {
+	eval "$1=\$(printf '%s' \"\$_json_in\" | jq -r --arg k \"\$2\" '(.[\$k] // [])[]' | tr '\\n' ' ' | sed 's/ \$//')"
+}
+
+_proto_notify() {
+	ubus call "network.interface.$1" notify_proto "$(json_dump)"
+}
+
+proto_run_command() {
+	local interface="$1"
+	shift
+	json_init
+	json_add_int action 1
+	json_add_array command
+	while [ $# -gt 0 ]; do
+		json_add_string "" "$1"
+		shift
+	done
+	json_close_array
+	_proto_notify "$interface"
+}
+
+proto_kill_command() {
+	json_init
+	json_add_int action 2
+	[ -n "${2:-}" ] && json_add_int signal "$2"
+	_proto_notify "$1"
+}
+
+proto_init_update() {
+	json_init
+	json_add_int action 0
+	[ -n "$1" ] && [ "$1" != "*" ] && json_add_string ifname "$1"
+	json_add_boolean link-up "$2"
+	[ -n "${3:-}" ] && json_add_boolean address-external "$3"
+}
+
+proto_add_data() { json_add_object data; }
+proto_close_data() { json_close_object; }
+proto_send_update() { _proto_notify "$1"; }
+
+proto_notify_error() {
+	local interface="$1"
+	shift
+	json_init
+	json_add_int action 3
+	json_add_array error
+	for e; do json_add_string "" "$e"; done
+	json_close_array
+	_proto_notify "$interface"
+}
+
+proto_block_restart() {
+	json_init
+	json_add_int action 4
+	_proto_notify "$1"
+}
