@@ -60,14 +60,27 @@ fn run_shell_test(shell: &[&str], script: &Path) {
     println!("{last}");
 }
 
-#[test]
-fn openwrt_init_script_translates_uci_config() {
-    let script = repo().join("openwrt/tests/init.sh");
+/// Runs an openwrt/tests script with dash and, as OpenWrt would, busybox ash (stricter in
+/// places). The scripts read procd's and netifd's JSON with jq.
+fn run_openwrt_test(name: &str) {
+    if !require("jq", "jq") {
+        return;
+    }
+    let script = repo().join("openwrt/tests").join(name);
     run_shell_test(&["sh"], &script);
-    // OpenWrt's shell is busybox ash, stricter than dash in places.
     if require("busybox", "busybox-static") {
         run_shell_test(&["busybox", "ash"], &script);
     }
+}
+
+#[test]
+fn openwrt_init_script_translates_uci_config() {
+    run_openwrt_test("init.sh");
+}
+
+#[test]
+fn openwrt_proto_handler_drives_netifd() {
+    run_openwrt_test("proto.sh");
 }
 
 /// The agent's options as `wesher --help` lists them: (flag without dashes, environment variable).
@@ -104,13 +117,19 @@ fn openwrt_init_covers_every_agent_option() {
         .expect("read init script");
     let options = agent_options();
     for (flag, env) in &options {
-        // The cluster key goes in the environment, so that it is not visible in /proc.
-        let used = if flag == "cluster-key" {
-            init.contains(&format!("env {env}="))
-        } else {
-            init.contains(&format!(" --{flag}"))
-        };
-        assert!(used, "the init script never passes --{flag} ({env})");
+        // The key goes in a file (--cluster-key-file): argv and the environment of an
+        // instance are visible to every ubus client allowed to list services.
+        if flag == "cluster-key" {
+            assert!(
+                !init.contains(&format!("--{flag} ")) && !init.contains(env.as_str()),
+                "the init script hands the key over in argv or the environment"
+            );
+            continue;
+        }
+        assert!(
+            init.contains(&format!(" --{flag}")),
+            "the init script never passes --{flag} ({env})"
+        );
     }
     for word in init.split(|c: char| c.is_whitespace() || c == '"') {
         if let Some(flag) = word.strip_prefix("--") {
