@@ -315,7 +315,7 @@ fn release_packages() {
         .unwrap();
     assert!(sums.status.success(), "{}", show("sha256sum -c", &sums));
     assert_eq!(
-        std::fs::read_to_string(&out.join("SHA256SUMS"))
+        std::fs::read_to_string(out.join("SHA256SUMS"))
             .unwrap()
             .lines()
             .count(),
