@@ -37,6 +37,8 @@ pub enum Command {
     Version,
     /// `wesher status [--json]`: ask the running agent of an interface for the mesh.
     Status { interface: String, json: bool },
+    /// `wesher key generate`: print a new random cluster key; needs no agent.
+    KeyGenerate,
     /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
     Key {
         interface: String,
@@ -179,6 +181,8 @@ pub struct Config {
     pub gossip_profile: GossipProfile,
     /// Networks behind this node that the others route through it (site-to-site).
     pub routed_nets: Vec<Cidr>,
+    /// Other nodes' routed networks installed even where they overlap our own routing.
+    pub accept_routed_nets: Vec<Cidr>,
     /// This node's overlay address set by hand instead of derived from its name.
     pub overlay_addr: Option<IpAddr>,
     /// Messages about the configuration to log once logging is set up (parsing comes first).
@@ -209,6 +213,7 @@ impl fmt::Debug for Config {
             .field("advertise_port", &self.advertise_port)
             .field("gossip_profile", &self.gossip_profile)
             .field("routed_nets", &self.routed_nets)
+            .field("accept_routed_nets", &self.accept_routed_nets)
             .field("overlay_addr", &self.overlay_addr)
             .field("warnings", &self.warnings)
             .finish()
@@ -426,6 +431,16 @@ const OPTS: &[Opt] = &[
         help: "networks behind this node (e.g. its LAN) that the other nodes route through it",
     },
     Opt {
+        long: "accept-routed-nets",
+        env: "WESHER_ACCEPT_ROUTED_NETS",
+        kind: Kind::List,
+        meta: "CIDR,...",
+        default: None,
+        shown_default: "none",
+        help: "routed networks of other nodes to install even where they overlap this node's \
+               connected networks, the default route or a member's underlay address",
+    },
+    Opt {
         long: "overlay-addr",
         env: "WESHER_OVERLAY_ADDR",
         kind: Kind::Value,
@@ -442,10 +457,12 @@ pub fn help_text() -> String {
         "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
          Usage: wesher [agent] [OPTIONS]\n\
          \x20      wesher status [--json] [--interface DEV]\n\
+         \x20      wesher key generate\n\
          \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
          \x20 status                         show the running agent's members, addresses and handshakes\n\
+         \x20 key generate                   print a new random cluster key (standard base64, 32 bytes)\n\
          \x20 key install|use|remove KEY     rotate the running agent's cluster key without downtime:\n\
          \x20                                install the new key on every node, then use it everywhere,\n\
          \x20                                then remove the old one\n\n\
@@ -659,7 +676,8 @@ where
     resolve(&raw, &env).map(|c| Command::Agent(Box::new(c)))
 }
 
-/// `status [--json] [--interface DEV]` and `key install|use|remove KEY [--interface DEV]`.
+/// `status [--json] [--interface DEV]`, `key generate` and
+/// `key install|use|remove KEY [--interface DEV]`.
 fn parse_client(
     command: &str,
     parser: &mut lexopt::Parser,
@@ -705,10 +723,21 @@ fn parse_client(
         }
         return Ok(Command::Status { interface, json });
     }
+    let usage = || {
+        ConfigError(
+            "usage: wesher key generate | wesher key install|use|remove KEY [--interface DEV]"
+                .into(),
+        )
+    };
+    if words.first().is_some_and(|w| w == "generate") {
+        return if words.len() == 1 {
+            Ok(Command::KeyGenerate)
+        } else {
+            Err(usage())
+        };
+    }
     let [action, key] = words.as_slice() else {
-        return Err(ConfigError(
-            "usage: wesher key install|use|remove KEY [--interface DEV]".into(),
-        ));
+        return Err(usage());
     };
     let action = match action.as_str() {
         "install" => KeyAction::Install,
@@ -923,6 +952,17 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
             }
         }
     }
+    let mut accept_routed_nets = Vec::new();
+    if let Some((src, values)) = effective(raw, env, "accept-routed-nets") {
+        for v in &values {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let net = item
+                    .parse::<Cidr>()
+                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                accept_routed_nets.push(net);
+            }
+        }
+    }
     let overlay_addr = one(raw, env, "overlay-addr", |s| {
         let a = ip(s)?;
         if !overlay_net.contains(a) {
@@ -959,6 +999,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         advertise_port,
         gossip_profile,
         routed_nets,
+        accept_routed_nets,
         overlay_addr,
         warnings,
     })
@@ -1479,6 +1520,11 @@ mod tests {
                 key: KEY.into()
             }
         );
+        assert_eq!(
+            parse_env(&["key", "generate"], &[]),
+            Ok(Command::KeyGenerate)
+        );
+        assert!(error(&["key", "generate", KEY], &[]).contains("usage: wesher key"));
         assert!(error(&["key", "use"], &[]).contains("usage: wesher key"));
         assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));
@@ -1575,6 +1621,11 @@ mod tests {
         );
         let nets: Vec<String> = c.routed_nets.iter().map(ToString::to_string).collect();
         assert_eq!(nets, ["192.168.1.0/24", "192.168.2.0/24", "172.16.0.0/12"]);
+        let c = config(&["--accept-routed-nets", "192.168.1.0/24,0.0.0.0/0"], &[]);
+        assert_eq!(c.accept_routed_nets.len(), 2);
+        let c = config(&[], &[("WESHER_ACCEPT_ROUTED_NETS", "10.5.0.0/16")]);
+        assert_eq!(c.accept_routed_nets, vec!["10.5.0.0/16".parse().unwrap()]);
+        assert!(error(&["--accept-routed-nets", "x"], &[]).contains("--accept-routed-nets"));
         let c = config(&[], &[("WESHER_ROUTED_NET", "fd00:1::/64")]);
         assert_eq!(c.routed_nets.len(), 1);
         assert!(

@@ -61,7 +61,7 @@ check shipped-disabled-instances "$(q .instances)" "{}"
 check shipped-disabled-quiet "$(cat "$D/out" "$D/log")" "ubus call service event {\"type\":\"config.change\",\"data\":{\"package\":\"firewall\"}}"
 check triggers "$(q .triggers)" '[["config.change",["if",["eq","package","wesher"],["run_script","/etc/init.d/wesher","reload"]],1000],["interface.*.up",[["run_script","/etc/init.d/wesher","reload"]],2000]]'
 check validate-package "$(q '.validate[0] | [.package, .type, (.data | length), .data.cluster_port, .data.log_level]')" \
-	'["wesher","wesher",25,"port","or(trace,debug,info,warn,warning,error)"]'
+	'["wesher","wesher",26,"port","or(trace,debug,info,warn,warning,error)"]'
 
 # --- The shipped config, enabled with a key and a join.
 sed -e "s/option enabled '0'/option enabled '1'/" \
@@ -109,6 +109,8 @@ config wesher 'mesh'
 	option gossip_profile 'lan'
 	list routed_net '192.168.1.0/24'
 	list routed_net 'fd00:1::/64'
+	list accept_routed_net '192.168.50.0/24'
+	list accept_routed_net '0.0.0.0/0'
 	option overlay_addr '10.20.0.9'
 	option firewall_zone 'lan'
 
@@ -122,7 +124,7 @@ config wesher 'other'
 UCI
 start every-option "$tmp/all"
 check every-option-command "$(q '.instances.mesh.command')" \
-	"[\"/usr/sbin/wesher\",\"--join\",\"node1,192.0.2.7:7947,[2001:db8::1]:7946\",\"--init\",\"--bind-iface\",\"eth0\",\"--cluster-port\",\"7950\",\"--wireguard-port\",\"51900\",\"--overlay-net\",\"10.20.0.0/16\",\"--interface\",\"wg9\",\"--hosts-file\",\"/srv/hosts\",\"--log-level\",\"debug\",\"--node-name\",\"my router\",\"--state-dir\",\"/mnt/data/wesher\",\"--mtu\",\"1380\",\"--persistent-keepalive\",\"25\",\"--advertise-addr\",\"198.51.100.4\",\"--advertise-port\",\"17946\",\"--gossip-profile\",\"lan\",\"--routed-net\",\"192.168.1.0/24,fd00:1::/64\",\"--overlay-addr\",\"10.20.0.9\",\"--cluster-key-file\",\"$D/run/mesh.key\"]"
+	"[\"/usr/sbin/wesher\",\"--join\",\"node1,192.0.2.7:7947,[2001:db8::1]:7946\",\"--init\",\"--bind-iface\",\"eth0\",\"--cluster-port\",\"7950\",\"--wireguard-port\",\"51900\",\"--overlay-net\",\"10.20.0.0/16\",\"--interface\",\"wg9\",\"--hosts-file\",\"/srv/hosts\",\"--log-level\",\"debug\",\"--node-name\",\"my router\",\"--state-dir\",\"/mnt/data/wesher\",\"--mtu\",\"1380\",\"--persistent-keepalive\",\"25\",\"--advertise-addr\",\"198.51.100.4\",\"--advertise-port\",\"17946\",\"--gossip-profile\",\"lan\",\"--routed-net\",\"192.168.1.0/24,fd00:1::/64\",\"--accept-routed-nets\",\"192.168.50.0/24,0.0.0.0/0\",\"--overlay-addr\",\"10.20.0.9\",\"--cluster-key-file\",\"$D/run/mesh.key\"]"
 check netdev "$(q '.instances.mesh.netdev')" '["eth0"]'
 check firewall-zone-option "$(q '.instances.mesh.data.firewall')" "$(rules mesh lan 7950 51900)"
 # A plain option with space-separated values works as a list; no hosts file, no firewall data,

@@ -35,6 +35,8 @@ pub mod keyring;
 pub mod message;
 mod msgpack;
 mod rng;
+/// The simulated network: for tests and benchmarks only (`--features sim`).
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod stream;
 mod swim;
@@ -116,6 +118,8 @@ pub struct Stats {
     pub streams_out: u64,
     /// Messages decoded from packets and streams.
     pub messages_in: u64,
+    /// Probes started (one per probe tick when there is someone to probe).
+    pub probes: u64,
     /// Dropped input by reason: codec error kinds and protocol rule violations.
     pub drops: BTreeMap<&'static str, u64>,
 }

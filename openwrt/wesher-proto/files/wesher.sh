@@ -43,6 +43,7 @@ proto_wesher_init_config() {
 	proto_config_add_int advertise_port
 	proto_config_add_string gossip_profile
 	proto_config_add_array routed_net
+	proto_config_add_array accept_routed_net
 	proto_config_add_string overlay_addr
 	proto_config_add_boolean open_firewall
 	proto_config_add_string firewall_zone
@@ -53,13 +54,14 @@ proto_wesher_setup() {
 	local cluster_key join init bind_addr bind_iface cluster_port wireguard_port overlay_net
 	local no_etc_hosts hosts_file log_level node_name state_dir mtu persistent_keepalive
 	local advertise_addr advertise_port gossip_profile routed_net overlay_addr open_firewall
-	local firewall_zone key_file item
+	local firewall_zone accept_routed_net key_file item
 	json_get_vars cluster_key init bind_addr bind_iface cluster_port wireguard_port \
 		overlay_net no_etc_hosts hosts_file log_level node_name state_dir mtu \
 		persistent_keepalive advertise_addr advertise_port gossip_profile overlay_addr \
 		open_firewall firewall_zone
 	json_get_values join join
 	json_get_values routed_net routed_net
+	json_get_values accept_routed_net accept_routed_net
 
 	set -- "$WESHER" --interface "$config" --state-dir "${state_dir:-/etc/wesher}"
 	[ -n "$join" ] && set -- "$@" --join "$(echo $join | tr ' ' ',')"
@@ -72,6 +74,7 @@ proto_wesher_setup() {
 		[ -n "${item#*:}" ] && set -- "$@" "--${item%%:*}" "${item#*:}"
 	done
 	[ -n "$routed_net" ] && set -- "$@" --routed-net "$(echo $routed_net | tr ' ' ',')"
+	[ -n "$accept_routed_net" ] && set -- "$@" --accept-routed-nets "$(echo $accept_routed_net | tr ' ' ',')"
 	if [ "$no_etc_hosts" = 1 ]; then
 		set -- "$@" --no-etc-hosts
 	else
