@@ -3,8 +3,10 @@
 //!
 //! Errors and warnings go to stderr, info, debug and trace to stdout: procd logs a service's
 //! stderr at error priority and its stdout at info (`daemon.err` / `daemon.info` in logread),
-//! and journald does the same with a unit's default `SyslogLevel`s, so a warning is no longer
-//! drowned among info lines and `logread -l 4` shows the ones that need attention.
+//! so a warning is not drowned among info lines. journald logs both streams at one level
+//! (`SyslogLevel=`, info) but reads a `<N>` syslog priority in front of a line: under systemd
+//! (`JOURNAL_STREAM` set, as systemd sets it for a unit whose output goes to the journal) every
+//! line starts with its priority, so `journalctl -p warning` shows warnings and errors.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
@@ -15,6 +17,8 @@ const QUIET_TARGET: &str = "neli";
 
 struct Logger {
     level: LevelFilter,
+    /// Prefix lines with their syslog priority (journald).
+    priorities: bool,
 }
 
 /// Where a record of `level` goes.
@@ -41,9 +45,17 @@ pub fn enabled(max: LevelFilter, level: Level, target: &str) -> bool {
     !(quiet && level > Level::Warn)
 }
 
-/// The line for a record, newline included.
-pub fn line(level: Level, target: &str, args: &std::fmt::Arguments) -> String {
-    format!("{level:<5} [{target}] {args}\n")
+/// The line for a record, newline included; with `priorities`, prefixed by the record's
+/// syslog priority as journald reads it (err 3, warning 4, info 6, debug 7).
+pub fn line(level: Level, target: &str, args: &std::fmt::Arguments, priorities: bool) -> String {
+    let priority = match (priorities, level) {
+        (false, _) => "",
+        (true, Level::Error) => "<3>",
+        (true, Level::Warn) => "<4>",
+        (true, Level::Info) => "<6>",
+        (true, Level::Debug | Level::Trace) => "<7>",
+    };
+    format!("{priority}{level:<5} [{target}] {args}\n")
 }
 
 impl Log for Logger {
@@ -55,7 +67,12 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let text = line(record.level(), record.target(), record.args());
+        let text = line(
+            record.level(),
+            record.target(),
+            record.args(),
+            self.priorities,
+        );
         // One write per line, so stdout and stderr lines never interleave mid-line. A failed
         // write (a closed pipe) cannot be logged anywhere: it is dropped.
         let _ = match stream(record.level()) {
@@ -72,7 +89,8 @@ impl Log for Logger {
 /// Installs the logger for the process; fails only if one is installed already.
 pub fn init(level: LevelFilter) -> Result<(), log::SetLoggerError> {
     // Lives as long as the process (set_boxed_logger would need log's std feature).
-    log::set_logger(Box::leak(Box::new(Logger { level })))?;
+    let priorities = std::env::var_os("JOURNAL_STREAM").is_some();
+    log::set_logger(Box::leak(Box::new(Logger { level, priorities })))?;
     log::set_max_level(level);
     Ok(())
 }
@@ -115,9 +133,30 @@ mod tests {
     #[test]
     fn line_format() {
         assert_eq!(
-            line(Level::Warn, "wesher::agent", &format_args!("a {}", 1)),
+            line(
+                Level::Warn,
+                "wesher::agent",
+                &format_args!("a {}", 1),
+                false
+            ),
             "WARN  [wesher::agent] a 1\n"
         );
-        assert_eq!(line(Level::Error, "x", &format_args!("b")), "ERROR [x] b\n");
+        assert_eq!(
+            line(Level::Error, "x", &format_args!("b"), false),
+            "ERROR [x] b\n"
+        );
+        // Under journald, each line carries its syslog priority.
+        for (level, prefix) in [
+            (Level::Error, "<3>ERROR"),
+            (Level::Warn, "<4>WARN "),
+            (Level::Info, "<6>INFO "),
+            (Level::Debug, "<7>DEBUG"),
+            (Level::Trace, "<7>TRACE"),
+        ] {
+            assert_eq!(
+                line(level, "x", &format_args!("c"), true),
+                format!("{prefix} [x] c\n")
+            );
+        }
     }
 }
