@@ -9,6 +9,7 @@ pub mod fsutil;
 pub mod gob;
 pub mod hosts;
 pub mod join;
+pub mod logging;
 pub mod membership;
 pub mod mesh;
 pub mod meta;
