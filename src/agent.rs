@@ -323,7 +323,7 @@ impl Agent {
         } else {
             cfg.join.clone()
         };
-        let hosts_path = (!cfg.no_etc_hosts).then(|| PathBuf::from(hosts::DEFAULT_PATH));
+        let hosts_path = (!cfg.no_etc_hosts).then(|| cfg.hosts_file.clone());
         info!(
             "node {name}: overlay {overlay}, gossip {advertise} (bound to {bind_ip}), interface {}",
             cfg.interface
@@ -521,6 +521,7 @@ impl Agent {
             .map(describe)
             .collect();
         Status {
+            version: control::STATUS_VERSION,
             interface: self.cfg.interface.clone(),
             node,
             members,
