@@ -35,6 +35,8 @@ pub mod keyring;
 pub mod message;
 mod msgpack;
 mod rng;
+/// The simulated network: for tests and benchmarks only (`--features sim`).
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod stream;
 mod swim;

@@ -283,6 +283,23 @@ impl Membership {
         self.gossip_soon = Some(now);
     }
 
+    /// Takes a new advertised address (our underlay address changed) and announces it with a
+    /// new incarnation, back from a leave if there was one. Memberlist (Go's too) ignores a
+    /// new address for a member it has alive: announce a `leave` first and call this once it
+    /// is done, then `join` the members again so they learn the new address at once.
+    pub fn readvertise(&mut self, now: Instant, advertise: SocketAddr) {
+        self.advertise = advertise;
+        self.left = false;
+        self.left_alone = false;
+        let idx = self.index[&self.name];
+        self.nodes[idx].member.addr = advertise;
+        self.nodes[idx].wire_ip = advertise.ip();
+        let meta = self.nodes[idx].member.meta.clone();
+        let alive = self.local_alive(meta);
+        self.alive_node(now, alive, true);
+        self.gossip_soon = Some(now);
+    }
+
     /// Announces a graceful leave (a dead message about ourselves, From = our name).
     pub fn leave(&mut self, now: Instant) {
         if self.left {
