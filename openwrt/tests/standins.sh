@@ -134,7 +134,8 @@ dt_check() {
 		;;
 	ipaddr) dt_ip4 "$v" || dt_ip6 "$v" ;;
 	cidr)
-		case "$v" in */*) ;; *) return 1 ;; esac
+		# As in ubox, the prefix length is optional.
+		case "$v" in */*) ;; *) dt_check ipaddr "$v"; return ;; esac
 		b=${v#*/}
 		dt_uint "$b" || return 1
 		if dt_ip4 "${v%/*}"; then [ "$b" -le 32 ]; else dt_ip6 "${v%/*}" && [ "$b" -le 128 ]; fi
@@ -235,7 +236,7 @@ validate_data() {
 				[ "$first" = 1 ] || printf '\\ '
 				first=0
 				if dt_check "$type" "$s"; then ok=true; dt_export "$type" "$s"; else ok=false; rc=255; fi
-				echo "$package.$section.$option[$i]=$s validates as $type with $ok" >&2
+				echo "$package.$section.$option[$i]=$s validates as $spec_type with $ok" >&2
 				i=$((i + 1))
 			done <<EOF
 $items
@@ -249,14 +250,14 @@ EOF
 				ok=false; rc=255
 				printf 'unset -v %s; ' "$option"
 			fi
-			echo "$package.$section.$option=$v validates as $type with $ok" >&2
+			echo "$package.$section.$option=$v validates as $spec_type with $ok" >&2
 		else
 			if [ -n "$default" ]; then
 				printf '%s=' "$option"; dt_export "$type" "$default"; printf '; '
 			else
 				printf 'unset -v %s; ' "$option"
 			fi
-			echo "$package.$section.$option is unset and defaults to $type $default" >&2
+			echo "$package.$section.$option is unset and defaults to $spec_type ${default:-(null)}" >&2
 		fi
 	done
 	return $rc
