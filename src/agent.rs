@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ use crate::netlink::Netlink;
 use crate::overlay;
 use crate::persist::Persist;
 use crate::reconcile::{self, Desired};
+use crate::resolver::{Answer, Resolver};
 use crate::rtnotify::Notifications;
 use crate::state::{self, KeySource, State, StoredNode};
 use crate::system::System;
@@ -41,6 +42,8 @@ const SIGNALS: Token = Token(0);
 const CONTROL: Token = Token(1);
 /// rtnetlink notifications: below the transport's tokens, above the control socket's.
 const NOTIFY: Token = Token(1000);
+/// The resolver thread's answers.
+const RESOLVER: Token = Token(1001);
 
 /// How long a graceful leave may take before we exit anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +68,8 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long the leave that precedes a new underlay address may take (memberlist takes a new
 /// address only from a member that left).
 const MOVE_LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// When another agent holds the hosts-file lock, the write is tried again after this.
+const HOSTS_BUSY_RETRY: Duration = Duration::from_millis(300);
 /// Hosts-file lines are put back this often if another tool rewrote the file.
 const HOSTS_REFRESH: Duration = join::REJOIN_INTERVAL;
 
@@ -142,6 +147,9 @@ struct Agent {
     moving: Option<Move>,
     /// The gossip sockets must move to this bind address (the underlay address changed).
     rebind_to: Option<IpAddr>,
+    resolver: Resolver,
+    /// The literal addresses of a lookup the resolver thread is finishing.
+    pending_lookup: Vec<SocketAddr>,
 }
 
 impl Agent {
@@ -330,6 +338,8 @@ impl Agent {
                 None
             }
         };
+        let resolver = Resolver::start(poll.registry(), RESOLVER)
+            .map_err(|e| fail("starting the resolver thread", e))?;
         // Without notifications, the periodic read-back still repairs, only later.
         let notifications = match Notifications::open(poll.registry(), NOTIFY) {
             Ok(n) => Some(n),
@@ -365,6 +375,8 @@ impl Agent {
             no_underlay,
             moving: None,
             rebind_to: None,
+            resolver,
+            pending_lookup: Vec::new(),
             cfg,
         })
     }
@@ -413,6 +425,11 @@ impl Agent {
                         self.next_reconcile =
                             Some(self.next_reconcile.map_or(soon, |t| t.min(soon)));
                     }
+                } else if event.token() == RESOLVER {
+                    let now = Instant::now();
+                    while let Some(answer) = self.resolver.poll() {
+                        self.run_joins(now, Some(answer));
+                    }
                 } else if self.control.as_ref().is_some_and(|c| c.owns(event.token())) {
                     self.on_control(poll.registry(), event.token());
                 } else {
@@ -456,7 +473,11 @@ impl Agent {
             "cluster key {done} (the keyring holds {} keys)",
             keyring.keys().len()
         );
+        // A key change is rare and must survive a crash: written at once, not debounced.
         self.offer_state();
+        if let Some(state) = self.persist.flush() {
+            self.save_state(Instant::now(), state);
+        }
         Ok(format!("{done}\n"))
     }
 
@@ -565,7 +586,7 @@ impl Agent {
             }
         }
         if !self.no_underlay && self.moving.is_none() {
-            self.run_joins(now);
+            self.run_joins(now, None);
         }
         if now >= self.next_hosts {
             self.next_hosts = now + HOSTS_REFRESH;
@@ -574,18 +595,35 @@ impl Agent {
         }
     }
 
-    fn run_joins(&mut self, now: Instant) {
+    /// Runs the join scheduler; `answer` is a lookup the resolver thread finished.
+    fn run_joins(&mut self, now: Instant, answer: Option<Answer>) {
         let (alive, lost) = self.member_addrs();
         let view = View {
             alive: &alive,
             lost: &lost,
         };
-        let mut action = self.joins.poll(now, &view);
+        let mut action = match answer {
+            Some(mut answer) => {
+                answer.addrs.append(&mut self.pending_lookup);
+                self.lookup_errors(&answer);
+                self.joins.resolved(now, &view, answer.addrs)
+            }
+            None => self.joins.poll(now, &view),
+        };
         while let Some(a) = action {
             action = match a {
                 Action::Resolve(targets) => {
-                    let addrs = self.resolve(&targets);
-                    self.joins.resolved(now, &view, addrs)
+                    match self.resolver.lookup(&targets, self.cfg.cluster_port) {
+                        Ok(answer) => {
+                            self.lookup_errors(&answer);
+                            self.joins.resolved(now, &view, answer.addrs)
+                        }
+                        Err(partial) => {
+                            // The names are being looked up: the answer resumes this.
+                            self.pending_lookup = partial.addrs;
+                            None
+                        }
+                    }
                 }
                 Action::Join(addrs) => {
                     debug!("joining {addrs:?}");
@@ -593,6 +631,12 @@ impl Agent {
                     self.joins.poll(now, &view)
                 }
             };
+        }
+    }
+
+    fn lookup_errors(&self, answer: &Answer) {
+        for e in &answer.errors {
+            warn!("join target {e}");
         }
     }
 
@@ -606,18 +650,6 @@ impl Agent {
             }
         }
         (alive, lost)
-    }
-
-    /// Resolve join targets; the port defaults to our cluster port.
-    fn resolve(&self, targets: &[JoinAddr]) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
-        for target in targets {
-            match resolve_target(&target.host, target.port_or(self.cfg.cluster_port)) {
-                Ok(addrs) => out.extend(addrs),
-                Err(e) => warn!("join target {target}: {e}"),
-            }
-        }
-        out
     }
 
     fn drain_events(&mut self, now: Instant) {
@@ -922,6 +954,10 @@ impl Agent {
                         );
                     }
                 }
+                Err(e @ hosts::HostsError::Busy(_)) => {
+                    debug!("{e}; trying again in {HOSTS_BUSY_RETRY:?}");
+                    self.next_hosts = Instant::now() + HOSTS_BUSY_RETRY;
+                }
                 Err(e) => error!("updating {}: {e}", path.display()),
             }
         }
@@ -1004,25 +1040,6 @@ fn bind_addresses(
     }
 }
 
-fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(addr) = target.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    if let Ok(ip) = target.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, default_port)]);
-    }
-    // host or host:port; getaddrinfo blocks, but only at join attempts.
-    let with_port = if target
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        target.to_string()
-    } else {
-        format!("{target}:{default_port}")
-    };
-    Ok(with_port.to_socket_addrs()?.collect())
-}
-
 fn hostname() -> Result<String, AgentError> {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| {
         fail(
@@ -1041,37 +1058,4 @@ fn random_seed() -> Result<u64, getrandom::Error> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b)?;
     Ok(u64::from_le_bytes(b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn join_targets_take_the_cluster_port_by_default() {
-        assert_eq!(
-            resolve_target("192.0.2.7", 7946).unwrap(),
-            vec!["192.0.2.7:7946".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("192.0.2.7:8000", 7946).unwrap(),
-            vec!["192.0.2.7:8000".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("[2001:db8::1]:8000", 7946).unwrap(),
-            vec!["[2001:db8::1]:8000".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("2001:db8::1", 7946).unwrap(),
-            vec!["[2001:db8::1]:7946".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("localhost:7000", 7946).unwrap()[0].port(),
-            7000
-        );
-        assert!(resolve_target("localhost", 7946)
-            .unwrap()
-            .iter()
-            .all(|a| a.port() == 7946));
-    }
 }
