@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use wesher::agent;
 use wesher::config::{self, Command, KeyAction};
 use wesher::control::{self, Request, Status};
+use wesher::logging;
 
 fn main() -> ExitCode {
     // No core dumps and no ptrace by other users' processes: memory holds the keys.
@@ -40,6 +41,13 @@ fn main() -> ExitCode {
                 Err(_) => fatal(&format!("the agent sent an unreadable status: {reply:?}")),
             }
         }
+        Command::KeyGenerate => match wesher::state::generate_key() {
+            Ok(key) => {
+                println!("{}", wesher::base64::encode(&key));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fatal(&e),
+        },
         Command::Key {
             interface,
             action,
@@ -63,14 +71,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Agent(cfg) => {
-            // neli logs every netlink buffer at trace level, and those carry the WireGuard private
-            // key (SET_DEVICE) and every peer's state: never, at any level.
-            if let Err(e) = simple_logger::SimpleLogger::new()
-                .with_level(cfg.log_level)
-                .with_module_level("neli", log::LevelFilter::Off)
-                .init()
-            {
+            if let Err(e) = logging::init(cfg.log_level) {
                 return fatal(&e);
+            }
+            for warning in &cfg.warnings {
+                log::warn!("{warning}");
             }
             match agent::run(*cfg) {
                 Ok(()) => ExitCode::SUCCESS,

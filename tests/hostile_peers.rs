@@ -92,6 +92,7 @@ fn join_as(
             state: NodeState::Alive,
             vsn: WESHER_VSN,
         }],
+        skipped: 0,
     };
     let frame = wire::seal_stream(
         &wire::encode_message(&Message::PushPull(pp)),

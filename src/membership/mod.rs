@@ -41,6 +41,8 @@ pub mod message;
 mod msgpack;
 pub(crate) mod noise;
 mod rng;
+/// The simulated network: for tests and benchmarks only (`--features sim`).
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod stream;
 mod swim;
@@ -122,6 +124,8 @@ pub struct Stats {
     pub streams_out: u64,
     /// Messages decoded from packets and streams.
     pub messages_in: u64,
+    /// Probes started (one per probe tick when there is someone to probe).
+    pub probes: u64,
     /// Dropped input by reason: codec error kinds and protocol rule violations.
     pub drops: BTreeMap<&'static str, u64>,
 }
