@@ -49,18 +49,22 @@ pub fn toolchains() -> &'static [Go] {
         };
         if let Some(reason) = failure {
             let found: Vec<&str> = found.iter().map(|g| g.version.as_str()).collect();
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "both Go toolchains are required under CI: {reason} (found {found:?})"
-            );
-            // Straight to stderr: libtest captures eprintln! of passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED for missing toolchains: {reason}; testing with {found:?} only"
-            );
+            missing(&format!(
+                "both Go toolchains: {reason}; testing with {found:?} only"
+            ));
         }
         found
     })
+}
+
+/// A prerequisite is missing: a failure under CI=true, else a note on stderr (straight there:
+/// libtest captures eprintln! of passing tests, and a skip must be seen).
+pub fn missing(what: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "required under CI: {what}"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED, missing {what}");
 }
 
 impl Go {
