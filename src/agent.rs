@@ -850,7 +850,7 @@ impl Agent {
             if changes.is_empty() {
                 return Ok(left(&observed, &changes));
             }
-            debug!("applying {changes:?}");
+            debug!("applying {} changes", changes.len());
             self.system.apply(&desired, &changes)?;
             let observed = self.system.observe()?;
             let changes = reconcile::plan(&desired, &observed, self.system.endpoints());
