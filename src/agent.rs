@@ -252,7 +252,10 @@ impl Agent {
                 },
             )?;
 
-        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
+        // Zeroized when setup ends; the device keeps the only other copy.
+        let key = zeroize::Zeroizing::new(
+            Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
+        );
         let meta = LocalMeta {
             overlay,
             public_key: key.public_key(),
@@ -284,7 +287,7 @@ impl Agent {
         // Set up in full once here, so that a bad start fails at once; later rounds repair.
         let configured = Backend::open(&cfg.interface).and_then(|mut wg| {
             wg.set_device(&DeviceConfig {
-                private_key: key,
+                private_key: *key,
                 listen_port: cfg.wireguard_port,
             })?;
             rtnl.add_address(link, overlay, host_prefix(overlay))?;
@@ -301,7 +304,7 @@ impl Agent {
                 return Err(AgentError(e.to_string()));
             }
         };
-        let system = System::new(&cfg.interface, rtnl, wg, link, key);
+        let system = System::new(&cfg.interface, rtnl, wg, link, *key);
 
         let now = Instant::now();
         let membership = Membership::new(
@@ -973,7 +976,8 @@ impl Agent {
                 Ok(outcome) => {
                     for name in outcome.skipped {
                         warn!(
-                            "member name {name:?} cannot be written to {}",
+                            "member name {name:?} not written to {}: not a hostname, or a name \
+                             that lines wesher does not manage already use",
                             path.display()
                         );
                     }
