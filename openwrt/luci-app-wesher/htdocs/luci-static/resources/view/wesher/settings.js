@@ -371,8 +371,6 @@ return view.extend({
 			only(checkKey), { password: true });
 		button(s, 'general', '_generate_key', _('New cluster key'), _('Generate'), generateKey);
 		button(s, 'general', '_copy_key', _('Copy the key'), _('Show and copy'), copyKey);
-		option(s, 'general', form.Value, 'cluster_key_file', _('Cluster key file'),
-			_('Used when the cluster key above is empty: a file (mode 0600) holding the key.'), only(checkPath));
 		option(s, 'general', form.DynamicList, 'join', _('Join'),
 			_('Nodes to join: host or IP, optional :port. Empty: the nodes in the state file.'),
 			only(checkJoin));
