@@ -21,11 +21,13 @@ use signal_hook_mio::v1_0::Signals;
 use crate::config::{Bind, Config, GossipProfile, JoinAddr};
 use crate::control::{self, MemberStatus, Request, Status};
 use crate::desired::{self, Candidate, Collision};
+use crate::hooks::{self, Hooks};
 use crate::hosts::{self, HostEntry};
 use crate::join::{self, Action, Kind, Scheduler, View};
 use crate::membership::{self, Event, Keyring, Member, MemberState, Membership, Timing};
-use crate::mesh::{host_prefix, Local, Mesh, Refused};
+use crate::mesh::{host_prefix, Local, Mesh, Peer, Refused};
 use crate::meta::{LocalMeta, PeerMeta};
+use crate::metrics::Counters;
 use crate::netlink::Netlink;
 use crate::overlay;
 use crate::persist::Persist;
@@ -142,6 +144,10 @@ struct Agent {
     moving: Option<Move>,
     /// The gossip sockets must move to this bind address (the underlay address changed).
     rebind_to: Option<IpAddr>,
+    /// `--on-change`.
+    hooks: Option<Hooks>,
+    /// Join requests sent, for the metrics.
+    join_attempts: u64,
 }
 
 impl Agent {
@@ -365,6 +371,8 @@ impl Agent {
             no_underlay,
             moving: None,
             rebind_to: None,
+            hooks: cfg.on_change.clone().map(Hooks::new),
+            join_attempts: 0,
             cfg,
         })
     }
@@ -500,6 +508,11 @@ impl Agent {
             interface: self.cfg.interface.clone(),
             node,
             members,
+            counters: Counters::new(
+                self.membership.stats(),
+                self.transport.stats(),
+                self.join_attempts,
+            ),
         }
     }
 
@@ -516,6 +529,7 @@ impl Agent {
             self.session_resets.first().copied(),
             self.moving.as_ref().map(|m| m.deadline),
             self.leave_deadline,
+            self.hooks.as_ref().and_then(Hooks::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -571,6 +585,14 @@ impl Agent {
             // Puts back our lines if another tool rewrote the file; a no-op when they are there.
             self.write_hosts();
         }
+        if let Some(h) = &mut self.hooks {
+            let node = hooks::Node {
+                interface: &self.cfg.interface,
+                name: &self.name,
+                overlay: self.overlay,
+            };
+            h.on_timer(now, &node, &self.mesh);
+        }
     }
 
     fn run_joins(&mut self, now: Instant) {
@@ -588,6 +610,7 @@ impl Agent {
                 }
                 Action::Join(addrs) => {
                     debug!("joining {addrs:?}");
+                    self.join_attempts += addrs.len() as u64;
                     self.membership.join(now, &addrs);
                     self.joins.poll(now, &view)
                 }
@@ -737,7 +760,14 @@ impl Agent {
             connected,
             accept: self.cfg.accept_routed_nets.clone(),
         };
+        let before: Vec<Peer> = match self.hooks {
+            Some(_) => self.mesh.peers().cloned().collect(),
+            None => Vec::new(),
+        };
         let result = self.mesh.accept(want, &local);
+        if let Some(h) = &mut self.hooks {
+            h.changed(hooks::changes(&before, self.mesh.peers()));
+        }
         for (name, why) in &result.refused {
             if !self.refused.contains(&(name.clone(), why.clone())) {
                 error!("member {name}: {why}");
@@ -801,6 +831,9 @@ impl Agent {
         });
         match outcome {
             Ok(0) => {
+                if let Some(h) = &mut self.hooks {
+                    h.applied();
+                }
                 if self.last_error.take().is_some() || self.retry > RETRY_START {
                     info!("interface {} is as wanted again", self.cfg.interface);
                 }

@@ -35,8 +35,12 @@ pub enum Command {
     Help,
     /// `--version`: print the version and exit 0.
     Version,
-    /// `wesher status [--json]`: ask the running agent of an interface for the mesh.
-    Status { interface: String, json: bool },
+    /// `wesher status [--json|--prometheus]`: ask the running agent of an interface for the mesh.
+    Status {
+        interface: String,
+        json: bool,
+        prometheus: bool,
+    },
     /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
     Key {
         interface: String,
@@ -179,6 +183,8 @@ pub struct Config {
     pub accept_routed_nets: Vec<Cidr>,
     /// This node's overlay address set by hand instead of derived from its name.
     pub overlay_addr: Option<IpAddr>,
+    /// A program run after each applied change of the mesh (`hooks`).
+    pub on_change: Option<PathBuf>,
 }
 
 // Hand-written so the cluster key never reaches a log line.
@@ -205,6 +211,7 @@ impl fmt::Debug for Config {
             .field("routed_nets", &self.routed_nets)
             .field("accept_routed_nets", &self.accept_routed_nets)
             .field("overlay_addr", &self.overlay_addr)
+            .field("on_change", &self.on_change)
             .finish()
     }
 }
@@ -420,6 +427,16 @@ const OPTS: &[Opt] = &[
         shown_default: "derived from the node name",
         help: "this node's overlay address, inside --overlay-net (never moved on a collision)",
     },
+    Opt {
+        long: "on-change",
+        env: "WESHER_ON_CHANGE",
+        kind: Kind::Value,
+        meta: "PROGRAM",
+        default: None,
+        shown_default: "none",
+        help: "program run after each applied change of the mesh: the change in WESHER_EVENT, \
+               WESHER_MEMBER..., the mesh as JSON on stdin (see the README)",
+    },
 ];
 
 /// The --help text: every option with its variable and default.
@@ -427,7 +444,7 @@ pub fn help_text() -> String {
     let mut out = String::from(
         "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
          Usage: wesher [agent] [OPTIONS]\n\
-         \x20      wesher status [--json] [--interface DEV]\n\
+         \x20      wesher status [--json|--prometheus] [--interface DEV]\n\
          \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
@@ -656,6 +673,7 @@ fn parse_client(
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "wgoverlay".into());
     let mut json = false;
+    let mut prometheus = false;
     let mut words = Vec::new();
     while let Some(arg) = parser
         .next()
@@ -663,6 +681,7 @@ fn parse_client(
     {
         match arg {
             Arg::Long("json") if command == "status" => json = true,
+            Arg::Long("prometheus") if command == "status" => prometheus = true,
             Arg::Long("interface") => {
                 let v = parser
                     .value()
@@ -689,7 +708,16 @@ fn parse_client(
                 "unexpected argument {w:?} to `wesher status`"
             )));
         }
-        return Ok(Command::Status { interface, json });
+        if json && prometheus {
+            return Err(ConfigError(
+                "`wesher status`: --json and --prometheus exclude each other".into(),
+            ));
+        }
+        return Ok(Command::Status {
+            interface,
+            json,
+            prometheus,
+        });
     }
     let [action, key] = words.as_slice() else {
         return Err(ConfigError(
@@ -913,6 +941,8 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         Ok(a)
     })?;
 
+    let on_change = one(raw, env, "on-change", |s| Ok(PathBuf::from(s)))?;
+
     Ok(Config {
         cluster_key,
         join,
@@ -934,6 +964,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         routed_nets,
         accept_routed_nets,
         overlay_addr,
+        on_change,
     })
 }
 
@@ -1404,15 +1435,27 @@ mod tests {
             c,
             Command::Status {
                 interface: "wg1".into(),
-                json: true
+                json: true,
+                prometheus: false
             }
         );
+        let c = parse_env(&["status", "--prometheus"], &[]).unwrap();
+        assert!(matches!(
+            c,
+            Command::Status {
+                prometheus: true,
+                json: false,
+                ..
+            }
+        ));
+        assert!(error(&["status", "--prometheus", "--json"], &[]).contains("exclude"));
         let c = parse_env(&["status"], &[("WESHER_INTERFACE", "wg2")]).unwrap();
         assert_eq!(
             c,
             Command::Status {
                 interface: "wg2".into(),
-                json: false
+                json: false,
+                prometheus: false
             }
         );
         let c = parse_env(&["key", "use", KEY], &[]).unwrap();

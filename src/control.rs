@@ -80,6 +80,8 @@ pub struct Status {
     pub interface: String,
     pub node: MemberStatus,
     pub members: Vec<MemberStatus>,
+    /// For `--prometheus`.
+    pub counters: crate::metrics::Counters,
 }
 
 impl Status {
@@ -344,6 +346,7 @@ mod tests {
             interface: "wgoverlay".into(),
             node: m.clone(),
             members: vec![m],
+            counters: Default::default(),
         };
         let json = miniserde::json::to_string(&s);
         assert_eq!(miniserde::json::from_str::<Status>(&json).unwrap(), s);

@@ -20,7 +20,11 @@ fn main() -> ExitCode {
             println!("wesher {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Status { interface, json } => {
+        Command::Status {
+            interface,
+            json,
+            prometheus,
+        } => {
             let reply = match control::ask(&control::socket_path(&interface), &Request::Status) {
                 Ok(r) => r,
                 Err(e) => return fatal(&e),
@@ -30,6 +34,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             match miniserde::json::from_str::<Status>(&reply) {
+                Ok(status) if prometheus => {
+                    print!("{}", wesher::metrics::render(&status));
+                    ExitCode::SUCCESS
+                }
                 Ok(status) => {
                     print!("{}", status.render());
                     ExitCode::SUCCESS
