@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use crate::netlink::Netlink;
 use crate::overlay;
 use crate::persist::Persist;
 use crate::reconcile::{self, Desired};
+use crate::resolver::{Answer, Resolver};
 use crate::rtnotify::Notifications;
 use crate::state::{self, KeySource, State, StoredNode};
 use crate::system::System;
@@ -43,6 +44,8 @@ const SIGNALS: Token = Token(0);
 const CONTROL: Token = Token(1);
 /// rtnetlink notifications: below the transport's tokens, above the control socket's.
 const NOTIFY: Token = Token(1000);
+/// The resolver thread's answers.
+const RESOLVER: Token = Token(1001);
 
 /// How long a graceful leave may take before we exit anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,6 +70,8 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long the leave that precedes a new underlay address may take (memberlist takes a new
 /// address only from a member that left).
 const MOVE_LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// When another agent holds the hosts-file lock, the write is tried again after this.
+const HOSTS_BUSY_RETRY: Duration = Duration::from_millis(300);
 /// Hosts-file lines are put back this often if another tool rewrote the file.
 const HOSTS_REFRESH: Duration = join::REJOIN_INTERVAL;
 
@@ -148,6 +153,9 @@ struct Agent {
     hooks: Option<Hooks>,
     /// Join requests sent, for the metrics.
     join_attempts: u64,
+    resolver: Resolver,
+    /// The literal addresses of a lookup the resolver thread is finishing.
+    pending_lookup: Vec<SocketAddr>,
 }
 
 impl Agent {
@@ -336,6 +344,8 @@ impl Agent {
                 None
             }
         };
+        let resolver = Resolver::start(poll.registry(), RESOLVER)
+            .map_err(|e| fail("starting the resolver thread", e))?;
         // Without notifications, the periodic read-back still repairs, only later.
         let notifications = match Notifications::open(poll.registry(), NOTIFY) {
             Ok(n) => Some(n),
@@ -373,6 +383,8 @@ impl Agent {
             rebind_to: None,
             hooks: cfg.on_change.clone().map(Hooks::new),
             join_attempts: 0,
+            resolver,
+            pending_lookup: Vec::new(),
             cfg,
         })
     }
@@ -420,6 +432,11 @@ impl Agent {
                         let soon = Instant::now() + NOTIFY_SETTLE;
                         self.next_reconcile =
                             Some(self.next_reconcile.map_or(soon, |t| t.min(soon)));
+                    }
+                } else if event.token() == RESOLVER {
+                    let now = Instant::now();
+                    while let Some(answer) = self.resolver.poll() {
+                        self.run_joins(now, Some(answer));
                     }
                 } else if self.control.as_ref().is_some_and(|c| c.owns(event.token())) {
                     self.on_control(poll.registry(), event.token());
@@ -578,7 +595,7 @@ impl Agent {
             }
         }
         if !self.no_underlay && self.moving.is_none() {
-            self.run_joins(now);
+            self.run_joins(now, None);
         }
         if now >= self.next_hosts {
             self.next_hosts = now + HOSTS_REFRESH;
@@ -595,18 +612,35 @@ impl Agent {
         }
     }
 
-    fn run_joins(&mut self, now: Instant) {
+    /// Runs the join scheduler; `answer` is a lookup the resolver thread finished.
+    fn run_joins(&mut self, now: Instant, answer: Option<Answer>) {
         let (alive, lost) = self.member_addrs();
         let view = View {
             alive: &alive,
             lost: &lost,
         };
-        let mut action = self.joins.poll(now, &view);
+        let mut action = match answer {
+            Some(mut answer) => {
+                answer.addrs.append(&mut self.pending_lookup);
+                self.lookup_errors(&answer);
+                self.joins.resolved(now, &view, answer.addrs)
+            }
+            None => self.joins.poll(now, &view),
+        };
         while let Some(a) = action {
             action = match a {
                 Action::Resolve(targets) => {
-                    let addrs = self.resolve(&targets);
-                    self.joins.resolved(now, &view, addrs)
+                    match self.resolver.lookup(&targets, self.cfg.cluster_port) {
+                        Ok(answer) => {
+                            self.lookup_errors(&answer);
+                            self.joins.resolved(now, &view, answer.addrs)
+                        }
+                        Err(partial) => {
+                            // The names are being looked up: the answer resumes this.
+                            self.pending_lookup = partial.addrs;
+                            None
+                        }
+                    }
                 }
                 Action::Join(addrs) => {
                     debug!("joining {addrs:?}");
@@ -615,6 +649,12 @@ impl Agent {
                     self.joins.poll(now, &view)
                 }
             };
+        }
+    }
+
+    fn lookup_errors(&self, answer: &Answer) {
+        for e in &answer.errors {
+            warn!("join target {e}");
         }
     }
 
@@ -628,18 +668,6 @@ impl Agent {
             }
         }
         (alive, lost)
-    }
-
-    /// Resolve join targets; the port defaults to our cluster port.
-    fn resolve(&self, targets: &[JoinAddr]) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
-        for target in targets {
-            match resolve_target(&target.host, target.port_or(self.cfg.cluster_port)) {
-                Ok(addrs) => out.extend(addrs),
-                Err(e) => warn!("join target {target}: {e}"),
-            }
-        }
-        out
     }
 
     fn drain_events(&mut self, now: Instant) {
@@ -867,6 +895,7 @@ impl Agent {
             return;
         }
         let current = self.membership.local().addr;
+        let link = self.system.index();
         let rtnl = self.system.rtnl();
         let still_there = match rtnl.addresses(None) {
             Ok(addrs) => addrs.iter().any(|a| a.addr == current.ip()),
@@ -875,7 +904,7 @@ impl Agent {
         if still_there {
             return;
         }
-        let Ok(found) = rtnl.detect_bind() else {
+        let Ok(found) = rtnl.detect_bind(link) else {
             return;
         };
         let to = SocketAddr::new(found.advertise, current.port());
@@ -953,6 +982,10 @@ impl Agent {
                         );
                     }
                 }
+                Err(e @ hosts::HostsError::Busy(_)) => {
+                    debug!("{e}; trying again in {HOSTS_BUSY_RETRY:?}");
+                    self.next_hosts = Instant::now() + HOSTS_BUSY_RETRY;
+                }
                 Err(e) => error!("updating {}: {e}", path.display()),
             }
         }
@@ -1027,31 +1060,12 @@ fn bind_addresses(
                 .map_err(|e| fail(format!("--bind-iface {iface}"), e))?;
             Ok(Some((ip, ip)))
         }
-        Bind::Auto => match rtnl.detect_bind() {
+        Bind::Auto => match rtnl.detect_bind(None) {
             Ok(b) => Ok(Some((b.bind, b.advertise))),
             Err(e) if e.raw_errno().is_none() => Ok(None),
             Err(e) => Err(fail("detecting the bind address (set --bind-addr)", e)),
         },
     }
-}
-
-fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(addr) = target.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    if let Ok(ip) = target.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, default_port)]);
-    }
-    // host or host:port; getaddrinfo blocks, but only at join attempts.
-    let with_port = if target
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        target.to_string()
-    } else {
-        format!("{target}:{default_port}")
-    };
-    Ok(with_port.to_socket_addrs()?.collect())
 }
 
 fn hostname() -> Result<String, AgentError> {
@@ -1072,37 +1086,4 @@ fn random_seed() -> Result<u64, getrandom::Error> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b)?;
     Ok(u64::from_le_bytes(b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn join_targets_take_the_cluster_port_by_default() {
-        assert_eq!(
-            resolve_target("192.0.2.7", 7946).unwrap(),
-            vec!["192.0.2.7:7946".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("192.0.2.7:8000", 7946).unwrap(),
-            vec!["192.0.2.7:8000".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("[2001:db8::1]:8000", 7946).unwrap(),
-            vec!["[2001:db8::1]:8000".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("2001:db8::1", 7946).unwrap(),
-            vec!["[2001:db8::1]:7946".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("localhost:7000", 7946).unwrap()[0].port(),
-            7000
-        );
-        assert!(resolve_target("localhost", 7946)
-            .unwrap()
-            .iter()
-            .all(|a| a.port() == 7946));
-    }
 }

@@ -71,6 +71,8 @@ pub enum HostsError {
         rename: FsError,
         in_place: FsError,
     },
+    /// Another agent holds the lock: try again shortly (the event loop does not wait).
+    Busy(String),
 }
 
 impl fmt::Display for HostsError {
@@ -78,6 +80,7 @@ impl fmt::Display for HostsError {
         match self {
             HostsError::Missing(p) => write!(f, "hosts file {p} does not exist; not creating it"),
             HostsError::Fs(e) => write!(f, "hosts file: {e}"),
+            HostsError::Busy(dir) => write!(f, "hosts file: {dir} is locked by another process"),
             HostsError::BothFailed { rename, in_place } => write!(
                 f,
                 "hosts file: {rename}; falling back to rewriting in place failed too: {in_place}"
@@ -143,13 +146,20 @@ pub fn render(existing: &[u8], iface: &str, entries: &[HostEntry]) -> (Vec<u8>, 
 /// The directory of the file stays locked (flock) from the read to the write, so two agents on
 /// one node (two clusters, two interfaces) do not drop each other's lines. The directory, not
 /// the file: the file is replaced by a rename, and a lock on the old one would protect nothing.
+/// The lock is only tried: when another agent holds it, `HostsError::Busy` says to try later.
 pub fn update(path: &Path, iface: &str, entries: &[HostEntry]) -> Result<Outcome, HostsError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let lock = File::open(dir).map_err(|e| fs_error("opening", dir, e))?;
-    lock.lock().map_err(|e| fs_error("locking", dir, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(HostsError::Busy(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(fs_error("locking", dir, e)),
+    }
     let Some(existing) = fsutil::read_optional(path).map_err(HostsError::Fs)? else {
         if entries.is_empty() {
             // Nothing to remove from a file that is not there.
@@ -178,8 +188,14 @@ fn fs_error(action: &'static str, path: &Path, source: io::Error) -> HostsError 
     })
 }
 
-/// Removes our lines for `iface` (at exit).
+/// Removes our lines for `iface` (at exit, where waiting a little for the lock is fine).
 pub fn cleanup(path: &Path, iface: &str) -> Result<Outcome, HostsError> {
+    for _ in 0..50 {
+        match update(path, iface, &[]) {
+            Err(HostsError::Busy(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            other => return other,
+        }
+    }
     update(path, iface, &[])
 }
 
@@ -424,7 +440,8 @@ mod tests {
         }
     }
 
-    /// Two agents (two interfaces) updating one hosts file at once keep each other's lines.
+    /// Two agents (two interfaces) updating one hosts file at once keep each other's lines, and
+    /// a busy lock is reported, not waited for.
     #[test]
     fn concurrent_writers_keep_each_others_lines() {
         let dir = TempDir::new("hosts-concurrent");
@@ -441,7 +458,13 @@ mod tests {
                             &format!("peer{i}"),
                             &format!("10.{i}.0.{}", round % 250 + 1),
                         )];
-                        update(&path, iface, &e).unwrap();
+                        // As the agent does: a busy lock is tried again a little later.
+                        loop {
+                            match update(&path, iface, &e) {
+                                Err(HostsError::Busy(_)) => std::thread::yield_now(),
+                                other => break drop(other.unwrap()),
+                            };
+                        }
                     }
                 })
             })
@@ -457,6 +480,12 @@ mod tests {
             );
         }
         assert!(text.starts_with("127.0.0.1 localhost\n"));
+        let held = File::open(dir.path()).unwrap();
+        held.lock().unwrap();
+        assert!(matches!(
+            update(&path, "wg1", &[]),
+            Err(HostsError::Busy(_))
+        ));
         assert_eq!(text.lines().count(), 5, "{text}");
     }
 }

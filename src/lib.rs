@@ -18,6 +18,7 @@ pub mod nodemeta;
 pub mod overlay;
 pub mod persist;
 pub mod reconcile;
+pub mod resolver;
 pub mod rtnotify;
 pub mod state;
 pub mod system;

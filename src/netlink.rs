@@ -509,12 +509,13 @@ impl Netlink {
             .ok_or_else(|| Error::new(what, "the interface has no address"))
     }
 
-    /// Bind autodetection as Go wesher does it (SPEC section 1).
-    pub fn detect_bind(&mut self) -> Result<BindAddrs, Error> {
+    /// Bind autodetection as Go wesher does it (SPEC section 1); `except` is our own link,
+    /// whose overlay address is no underlay.
+    pub fn detect_bind(&mut self, except: Option<u32>) -> Result<BindAddrs, Error> {
         let up: Vec<u32> = self
             .links()?
             .iter()
-            .filter(|l| l.up)
+            .filter(|l| l.up && Some(l.index) != except)
             .map(|l| l.index)
             .collect();
         let default_links: Vec<u32> = self

@@ -280,7 +280,7 @@ fn bind_autodetection_prefers_public_then_advertises_private() {
     ]);
     ns.enter(|| {
         let mut nl = Netlink::open().unwrap();
-        let got = nl.detect_bind().unwrap();
+        let got = nl.detect_bind(None).unwrap();
         assert_eq!(got.bind, ip("0.0.0.0"));
         assert_eq!(got.advertise, ip("192.168.50.2"));
         assert_eq!(nl.first_address("up0").unwrap(), ip("192.168.50.2"));
@@ -304,19 +304,19 @@ fn bind_autodetection_prefers_public_then_advertises_private() {
     // A public address on another interface is taken over the private one...
     ns.run(&["ip", "addr", "add", "11.2.3.4/24", "dev", "side0"]);
     ns.enter(|| {
-        let got = Netlink::open().unwrap().detect_bind().unwrap();
+        let got = Netlink::open().unwrap().detect_bind(None).unwrap();
         assert_eq!((got.bind, got.advertise), (ip("11.2.3.4"), ip("11.2.3.4")));
     });
     // ...and one on the default-route interface beats it.
     ns.run(&["ip", "addr", "add", "12.5.6.7/24", "dev", "up0"]);
     ns.enter(|| {
-        let got = Netlink::open().unwrap().detect_bind().unwrap();
+        let got = Netlink::open().unwrap().detect_bind(None).unwrap();
         assert_eq!(got.bind, ip("12.5.6.7"));
     });
     // Addresses of a link that is down are never used.
     ns.run(&["ip", "link", "set", "up0", "down"]);
     ns.enter(|| {
-        let got = Netlink::open().unwrap().detect_bind().unwrap();
+        let got = Netlink::open().unwrap().detect_bind(None).unwrap();
         assert_eq!(got.bind, ip("11.2.3.4"));
     });
 }

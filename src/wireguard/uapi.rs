@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus};
 
 const SOCKET_DIR: &str = "/var/run/wireguard";
-/// A daemon that takes longer than this is stuck; the agent must not hang on it.
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// A daemon that takes longer than this is stuck; the agent's loop must not hang on it (a
+/// request that times out is retried by the next reconcile).
+const TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds a reply (a `get` lists every peer): far above any real mesh.
 const MAX_REPLY: u64 = 16 << 20;
 
