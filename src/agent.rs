@@ -522,6 +522,7 @@ impl Agent {
             .map(describe)
             .collect();
         Status {
+            version: control::STATUS_VERSION,
             interface: self.cfg.interface.clone(),
             node,
             members,

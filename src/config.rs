@@ -41,6 +41,8 @@ pub enum Command {
         json: bool,
         prometheus: bool,
     },
+    /// `wesher key generate`: print a new random cluster key; needs no agent.
+    KeyGenerate,
     /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
     Key {
         interface: String,
@@ -445,10 +447,12 @@ pub fn help_text() -> String {
         "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
          Usage: wesher [agent] [OPTIONS]\n\
          \x20      wesher status [--json|--prometheus] [--interface DEV]\n\
+         \x20      wesher key generate\n\
          \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
          \x20 status                         show the running agent's members, addresses and handshakes\n\
+         \x20 key generate                   print a new random cluster key (standard base64, 32 bytes)\n\
          \x20 key install|use|remove KEY     rotate the running agent's cluster key without downtime:\n\
          \x20                                install the new key on every node, then use it everywhere,\n\
          \x20                                then remove the old one\n\n\
@@ -662,7 +666,8 @@ where
     resolve(&raw, &env).map(|c| Command::Agent(Box::new(c)))
 }
 
-/// `status [--json] [--interface DEV]` and `key install|use|remove KEY [--interface DEV]`.
+/// `status [--json] [--interface DEV]`, `key generate` and
+/// `key install|use|remove KEY [--interface DEV]`.
 fn parse_client(
     command: &str,
     parser: &mut lexopt::Parser,
@@ -719,10 +724,21 @@ fn parse_client(
             prometheus,
         });
     }
+    let usage = || {
+        ConfigError(
+            "usage: wesher key generate | wesher key install|use|remove KEY [--interface DEV]"
+                .into(),
+        )
+    };
+    if words.first().is_some_and(|w| w == "generate") {
+        return if words.len() == 1 {
+            Ok(Command::KeyGenerate)
+        } else {
+            Err(usage())
+        };
+    }
     let [action, key] = words.as_slice() else {
-        return Err(ConfigError(
-            "usage: wesher key install|use|remove KEY [--interface DEV]".into(),
-        ));
+        return Err(usage());
     };
     let action = match action.as_str() {
         "install" => KeyAction::Install,
@@ -1467,6 +1483,11 @@ mod tests {
                 key: KEY.into()
             }
         );
+        assert_eq!(
+            parse_env(&["key", "generate"], &[]),
+            Ok(Command::KeyGenerate)
+        );
+        assert!(error(&["key", "generate", KEY], &[]).contains("usage: wesher key"));
         assert!(error(&["key", "use"], &[]).contains("usage: wesher key"));
         assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));

@@ -74,9 +74,15 @@ pub struct MemberStatus {
     pub tx_bytes: u64,
 }
 
+/// Version of the `status --json` schema (README, "Status JSON"). Raised only when a field is
+/// removed, renamed or changes meaning; new fields may appear at any time within a version.
+pub const STATUS_VERSION: u32 = 1;
+
 /// The whole status reply.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Status {
+    /// `STATUS_VERSION` of the agent that answered.
+    pub version: u32,
     pub interface: String,
     pub node: MemberStatus,
     pub members: Vec<MemberStatus>,
@@ -343,12 +349,14 @@ mod tests {
             tx_bytes: 20,
         };
         let s = Status {
+            version: STATUS_VERSION,
             interface: "wgoverlay".into(),
             node: m.clone(),
             members: vec![m],
             counters: Default::default(),
         };
         let json = miniserde::json::to_string(&s);
+        assert!(json.starts_with(r#"{"version":1,"#), "{json}");
         assert_eq!(miniserde::json::from_str::<Status>(&json).unwrap(), s);
         let table = s.render();
         assert!(

@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod desired;
 pub mod fsutil;
+pub mod gob;
 pub mod hooks;
 pub mod hosts;
 pub mod join;

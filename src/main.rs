@@ -45,6 +45,13 @@ fn main() -> ExitCode {
                 Err(_) => fatal(&format!("the agent sent an unreadable status: {reply:?}")),
             }
         }
+        Command::KeyGenerate => match wesher::state::generate_key() {
+            Ok(key) => {
+                println!("{}", wesher::base64::encode(&key));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fatal(&e),
+        },
         Command::Key {
             interface,
             action,

@@ -206,6 +206,7 @@ mod tests {
             tx_bytes: 9,
         };
         let status = Status {
+            version: crate::control::STATUS_VERSION,
             interface: "wg\"x".into(),
             node: m("me", "alive", None),
             members: vec![m("a", "alive", Some(4)), m("b\\", "dead", None)],

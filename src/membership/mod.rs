@@ -118,6 +118,8 @@ pub struct Stats {
     pub streams_out: u64,
     /// Messages decoded from packets and streams.
     pub messages_in: u64,
+    /// Probes started (one per probe tick when there is someone to probe).
+    pub probes: u64,
     /// Dropped input by reason: codec error kinds and protocol rule violations.
     pub drops: BTreeMap<&'static str, u64>,
 }

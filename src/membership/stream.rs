@@ -83,10 +83,8 @@ impl Membership {
     pub(super) fn periodic_push_pull(&mut self, now: Instant) {
         let me = self.name.clone();
         let dead_time = self.timing.gossip_to_the_dead_time;
-        let recently_dead = |n: &Node| {
-            n.member.state == MemberState::Dead
-                && now.saturating_duration_since(n.state_change) <= dead_time
-        };
+        let recently_dead =
+            |n: &Node| n.member.state == MemberState::Dead && n.changed_within(now, dead_time);
         let mut picked = Vec::new();
         if self.rng.below(2) == 0 {
             picked = self.random_nodes(1, |n| !recently_dead(n));
@@ -184,11 +182,14 @@ impl Membership {
                     // An operator wants to see a node knocking with the wrong key (Go logs it too);
                     // our own joins report their failures through `Event::JoinResult`.
                     warn!("memberlist: rejected a stream from {}: {e}", s.peer);
-                    // As Go does: tell the peer why (it needs our key to read it).
-                    let resp = wire::encode_message(&Message::Err(ErrResp {
-                        error: e.to_string(),
-                    }));
-                    self.stream_send(id, &resp);
+                    // As Go does: tell the peer why (it needs our key to read it), except
+                    // for a label, where Go just closes.
+                    if e != wire::WireError::Label {
+                        let resp = wire::encode_message(&Message::Err(ErrResp {
+                            error: e.to_string(),
+                        }));
+                        self.stream_send(id, &resp);
+                    }
                 }
                 self.fail_stream(id, &e.to_string());
             }
@@ -208,7 +209,7 @@ impl Membership {
                 // Answer with our state as it was before the merge, as Go does.
                 let reply = wire::encode_message(&Message::PushPull(self.local_state(pp.join)));
                 self.stream_send(id, &reply);
-                if let Err(e) = self.merge(now, pp.nodes) {
+                if let Err(e) = self.merge(now, pp) {
                     debug!("memberlist: failed push/pull merge: {e}");
                     self.stats.drop("incompatible_protocol");
                 }
@@ -226,7 +227,7 @@ impl Membership {
                     self.stats.drop("push_pull_too_large");
                     self.join_result(join, addr, Err("remote state too large".into()));
                 } else {
-                    let merged = self.merge(now, pp.nodes).map(|()| n);
+                    let merged = self.merge(now, pp).map(|()| n);
                     if merged.is_err() {
                         self.stats.drop("incompatible_protocol");
                     }
@@ -302,7 +303,11 @@ impl Membership {
                 }
             })
             .collect();
-        PushPull { join, nodes }
+        PushPull {
+            join,
+            nodes,
+            skipped: 0,
+        }
     }
 
     /// memberlist's verifyProtocol: every alive member, theirs and ours, must speak a protocol
@@ -348,10 +353,13 @@ impl Membership {
 
     /// memberlist's mergeRemoteState: verify versions, then alive through the alive rules, left
     /// as a graceful dead, dead and suspect only as suspect (a remote opinion is not proof).
-    fn merge(&mut self, now: Instant, remote: Vec<PushNodeState>) -> Result<(), String> {
+    fn merge(&mut self, now: Instant, remote: PushPull) -> Result<(), String> {
         use super::message::{Alive, Dead, Suspect};
-        self.verify_protocol(&remote)?;
-        for r in remote {
+        for _ in 0..remote.skipped {
+            self.stats.drop("name_not_utf8");
+        }
+        self.verify_protocol(&remote.nodes)?;
+        for r in remote.nodes {
             match r.state {
                 NodeState::Alive => self.alive_node(
                     now,
