@@ -21,6 +21,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::config::{Bind, Config, GossipProfile, JoinAddr};
 use crate::control::{self, MemberStatus, Request, Status};
 use crate::desired::{self, Candidate, Collision};
+use crate::devices::{self, Device};
 use crate::hooks::{self, Hooks};
 use crate::hosts::{self, HostEntry};
 use crate::join::{self, Action, Kind, Scheduler, View};
@@ -153,6 +154,10 @@ struct Agent {
     hooks: Option<Hooks>,
     /// Join requests sent, for the metrics.
     join_attempts: u64,
+    /// Devices without wesher, routed through this node (`wesher peer add`).
+    devices: Vec<Device>,
+    /// Stored with the devices.
+    private_key: Key,
     resolver: Resolver,
     /// The literal addresses of a lookup the resolver thread is finishing.
     pending_lookup: Vec<SocketAddr>,
@@ -252,11 +257,15 @@ impl Agent {
                 },
             )?;
 
-        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
+        // Kept only for devices (their configurations name our public key); else new each start.
+        let key = match stored.wireguard_key {
+            Some(k) if !stored.devices.is_empty() => k,
+            _ => Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
+        };
         let meta = LocalMeta {
             overlay,
             public_key: key.public_key(),
-            routed: cfg.routed_nets.clone(),
+            routed: devices::advertised(&cfg.routed_nets, &initial.devices),
             fixed_overlay: cfg.overlay_addr.is_some(),
         }
         .encode()
@@ -383,6 +392,8 @@ impl Agent {
             rebind_to: None,
             hooks: cfg.on_change.clone().map(Hooks::new),
             join_attempts: 0,
+            devices: stored.devices,
+            private_key: key,
             resolver,
             pending_lookup: Vec::new(),
             cfg,
@@ -469,6 +480,7 @@ impl Agent {
             Request::KeyInstall(k) => (k, "installed"),
             Request::KeyUse(k) => (k, "in use"),
             Request::KeyRemove(k) => (k, "removed"),
+            _ => return self.answer_peer(request),
         };
         let key = crate::base64::decode_key(key)?;
         let keyring = self.membership.keyring_mut();
@@ -483,6 +495,83 @@ impl Agent {
         );
         self.offer_state();
         Ok(format!("{done}\n"))
+    }
+
+    /// `wesher peer add|list|remove`: devices without wesher.
+    fn answer_peer(&mut self, request: Request) -> Result<String, String> {
+        match request {
+            Request::PeerAdd {
+                name,
+                public_key,
+                overlay,
+            } => {
+                let key = Key::from_base64(&public_key).map_err(|e| e.to_string())?;
+                let wanted = match overlay {
+                    Some(s) => Some(
+                        s.parse::<IpAddr>()
+                            .map_err(|_| format!("{s:?} is not an IP address"))?,
+                    ),
+                    None => None,
+                };
+                let peers: Vec<&Peer> = self.mesh.peers().collect();
+                let mut names: Vec<&str> = self.membership.members().map(|m| &*m.name).collect();
+                names.extend(self.devices.iter().map(|d| &*d.name));
+                let mut keys = vec![self.public_key];
+                keys.extend(peers.iter().map(|p| p.public_key));
+                keys.extend(self.devices.iter().map(|d| d.public_key));
+                let mut overlays = vec![self.overlay];
+                for p in &peers {
+                    overlays.push(p.overlay);
+                    // Other nodes' devices.
+                    overlays.extend(p.routed.iter().map(|n| n.network()));
+                }
+                overlays.extend(self.devices.iter().map(|d| d.overlay));
+                let taken = devices::Taken {
+                    names: &names,
+                    keys: &keys,
+                    overlays: &overlays,
+                };
+                let device = devices::admit(&self.cfg.overlay_net, &name, key, wanted, &taken)?;
+                info!("device {name} added: overlay {}", device.overlay);
+                let mut allowed = vec![self.cfg.overlay_net];
+                allowed.extend(self.cfg.routed_nets.iter().copied());
+                for p in &peers {
+                    let nets = p
+                        .routed
+                        .iter()
+                        .filter(|n| !n.overlaps(&self.cfg.overlay_net));
+                    allowed.extend(nets.copied());
+                }
+                let endpoint =
+                    SocketAddr::new(self.membership.local().addr.ip(), self.cfg.wireguard_port);
+                let config = devices::wg_quick(&device, self.public_key, endpoint, &allowed);
+                self.devices.push(device);
+                self.devices_changed();
+                Ok(config)
+            }
+            Request::PeerRemove(name) => {
+                let before = self.devices.len();
+                self.devices.retain(|d| d.name != name);
+                if self.devices.len() == before {
+                    return Err(format!("no device {name:?} on this node"));
+                }
+                info!("device {name} removed");
+                self.devices_changed();
+                Ok("removed\n".into())
+            }
+            _ => Ok(self
+                .devices
+                .iter()
+                .map(|d| format!("{} {} {}\n", d.name, d.overlay, d.public_key.to_base64()))
+                .collect()),
+        }
+    }
+
+    /// Devices came or went: announce them, store them, apply them.
+    fn devices_changed(&mut self) {
+        self.announce(Instant::now());
+        self.offer_state();
+        self.mesh_dirty = true;
     }
 
     fn status(&mut self) -> Status {
@@ -785,7 +874,7 @@ impl Agent {
         let local = Local {
             overlay: self.overlay,
             overlay_net: self.cfg.overlay_net,
-            routed: self.cfg.routed_nets.clone(),
+            routed: devices::advertised(&self.cfg.routed_nets, &self.devices),
             connected,
             accept: self.cfg.accept_routed_nets.clone(),
         };
@@ -815,7 +904,7 @@ impl Agent {
         let meta = LocalMeta {
             overlay: self.overlay,
             public_key: self.public_key,
-            routed: self.cfg.routed_nets.clone(),
+            routed: devices::advertised(&self.cfg.routed_nets, &self.devices),
             // Only a derived address moves, so it stays derived.
             fixed_overlay: self.cfg.overlay_addr.is_some(),
         };
@@ -826,14 +915,19 @@ impl Agent {
     }
 
     fn desired(&self) -> Desired {
-        Desired {
+        let mut desired = Desired {
             public_key: self.public_key,
             listen_port: self.cfg.wireguard_port,
             mtu: self.cfg.mtu,
             address: (self.overlay, host_prefix(self.overlay)),
             peers: self.mesh.peer_configs(),
             routes: self.mesh.routes(),
+        };
+        for d in &self.devices {
+            desired.peers.push(d.peer_config());
+            desired.routes.push(d.host_route());
         }
+        desired
     }
 
     /// Read the system back, apply what differs from the desired mesh, and check it took.
@@ -1015,6 +1109,8 @@ impl Agent {
                 .copied()
                 .collect(),
             nodes,
+            devices: self.devices.clone(),
+            wireguard_key: (!self.devices.is_empty()).then_some(self.private_key),
         };
         self.persist.offer(state);
     }

@@ -43,12 +43,31 @@ pub enum Command {
     },
     /// `wesher key generate`: print a new random cluster key; needs no agent.
     KeyGenerate,
+    /// `wesher peer add|list|remove`: devices without wesher on the running agent.
+    Peer {
+        interface: String,
+        action: PeerAction,
+    },
     /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
     Key {
         interface: String,
         action: KeyAction,
         key: String,
     },
+}
+
+/// What `wesher peer` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAction {
+    /// A new device; its key pair is generated here unless a public key is given.
+    Add {
+        name: String,
+        public_key: Option<String>,
+        overlay: Option<String>,
+        qr: bool,
+    },
+    List,
+    Remove(String),
 }
 
 /// What `wesher key` does with a key.
@@ -448,6 +467,8 @@ pub fn help_text() -> String {
          Usage: wesher [agent] [OPTIONS]\n\
          \x20      wesher status [--json|--prometheus] [--interface DEV]\n\
          \x20      wesher key generate\n\
+         \x20      wesher peer add NAME [--public-key KEY] [--overlay-addr IP] [--qr] [--interface DEV]\n\
+         \x20      wesher peer list | peer remove NAME [--interface DEV]\n\
          \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
@@ -455,7 +476,9 @@ pub fn help_text() -> String {
          \x20 key generate                   print a new random cluster key (standard base64, 32 bytes)\n\
          \x20 key install|use|remove KEY     rotate the running agent's cluster key without downtime:\n\
          \x20                                install the new key on every node, then use it everywhere,\n\
-         \x20                                then remove the old one\n\n\
+         \x20                                then remove the old one\n\
+         \x20 peer add|list|remove           devices without wesher (phones, laptops) routed through\n\
+         \x20                                this node; `add` prints their wg-quick configuration\n\n\
          Options (each can also be set by its environment variable; a flag beats the variable):\n",
     );
     for o in OPTS {
@@ -653,10 +676,12 @@ where
                 let first = !seen_command && raw.values.iter().all(Vec::is_empty);
                 match v.as_str() {
                     "agent" if first => seen_command = true,
-                    "status" | "key" if first => return parse_client(&v, &mut parser, &env),
+                    "status" | "key" | "peer" if first => {
+                        return parse_client(&v, &mut parser, &env)
+                    }
                     _ => {
                         return Err(ConfigError(format!(
-                            "unexpected argument {v:?} (commands: agent, status, key; see --help)"
+                            "unexpected argument {v:?} (commands: agent, status, key, peer; see --help)"
                         )))
                     }
                 }
@@ -679,6 +704,7 @@ fn parse_client(
         .unwrap_or_else(|| "wgoverlay".into());
     let mut json = false;
     let mut prometheus = false;
+    let (mut public_key, mut overlay, mut qr) = (None, None, false);
     let mut words = Vec::new();
     while let Some(arg) = parser
         .next()
@@ -687,6 +713,13 @@ fn parse_client(
         match arg {
             Arg::Long("json") if command == "status" => json = true,
             Arg::Long("prometheus") if command == "status" => prometheus = true,
+            Arg::Long("qr") if command == "peer" => qr = true,
+            Arg::Long("public-key") if command == "peer" => {
+                public_key = Some(peer_value(parser, "public-key")?);
+            }
+            Arg::Long("overlay-addr") if command == "peer" => {
+                overlay = Some(peer_value(parser, "overlay-addr")?);
+            }
             Arg::Long("interface") => {
                 let v = parser
                     .value()
@@ -724,6 +757,36 @@ fn parse_client(
             prometheus,
         });
     }
+    if command == "peer" {
+        let action =
+            match words.as_slice() {
+                [a, name] if a == "add" => PeerAction::Add {
+                    name: name.clone(),
+                    public_key: public_key.take(),
+                    overlay: overlay.take(),
+                    qr,
+                },
+                [a] if a == "list" => PeerAction::List,
+                [a, name] if a == "remove" => PeerAction::Remove(name.clone()),
+                _ => return Err(ConfigError(
+                    "usage: wesher peer add NAME [--public-key KEY] [--overlay-addr IP] [--qr] \
+                     | peer list | peer remove NAME [--interface DEV]"
+                        .into(),
+                )),
+            };
+        if public_key.is_some()
+            || overlay.is_some()
+            || (qr && !matches!(action, PeerAction::Add { .. }))
+        {
+            return Err(ConfigError(
+                "--public-key, --overlay-addr and --qr are for `wesher peer add`".into(),
+            ));
+        }
+        if let PeerAction::Add { name, .. } | PeerAction::Remove(name) = &action {
+            validate_node_name(name).map_err(|e| ConfigError(format!("device {e}")))?;
+        }
+        return Ok(Command::Peer { interface, action });
+    }
     let usage = || {
         ConfigError(
             "usage: wesher key generate | wesher key install|use|remove KEY [--interface DEV]"
@@ -756,6 +819,13 @@ fn parse_client(
         action,
         key: key.clone(),
     })
+}
+
+fn peer_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, ConfigError> {
+    let v = parser
+        .value()
+        .map_err(|_| ConfigError(format!("missing value for --{flag}")))?;
+    utf8(v, flag)
 }
 
 /// Parses the process's own arguments and environment.
@@ -1488,6 +1558,32 @@ mod tests {
             Ok(Command::KeyGenerate)
         );
         assert!(error(&["key", "generate", KEY], &[]).contains("usage: wesher key"));
+        let c = parse_env(
+            &["peer", "add", "phone", "--overlay-addr", "10.1.2.3", "--qr"],
+            &[],
+        );
+        assert_eq!(
+            c.unwrap(),
+            Command::Peer {
+                interface: "wgoverlay".into(),
+                action: PeerAction::Add {
+                    name: "phone".into(),
+                    public_key: None,
+                    overlay: Some("10.1.2.3".into()),
+                    qr: true
+                }
+            }
+        );
+        assert!(matches!(
+            parse_env(&["peer", "remove", "phone"], &[]),
+            Ok(Command::Peer {
+                action: PeerAction::Remove(_),
+                ..
+            })
+        ));
+        assert!(error(&["peer", "list", "--qr"], &[]).contains("for `wesher peer add`"));
+        assert!(error(&["peer", "add"], &[]).contains("usage: wesher peer"));
+        assert!(error(&["peer", "add", "a#b"], &[]).contains("device node name"));
         assert!(error(&["key", "use"], &[]).contains("usage: wesher key"));
         assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));

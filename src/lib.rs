@@ -5,6 +5,7 @@ pub mod base64;
 pub mod config;
 pub mod control;
 pub mod desired;
+pub mod devices;
 pub mod fsutil;
 pub mod gob;
 pub mod hooks;
