@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use beyond_support::{start, wait_ping};
-use common::netns::{assert_running, wait_for, Topology, CLUSTER_KEY, CONVERGE, DEFAULT_IFACE};
+use common::netns::{
+    assert_running, wait_for, Proc, Topology, CLUSTER_KEY, CONVERGE, DEFAULT_IFACE,
+};
 use miniserde::Deserialize;
 
 #[derive(Deserialize, Debug)]
@@ -82,6 +84,17 @@ fn runs(calls: &Path) -> Vec<Run> {
     out
 }
 
+/// Waits for a finished run whose variables contain `vars`.
+fn wait_run(calls: &Path, agents: &mut [Proc], vars: &str) -> Run {
+    wait_for(format!("a run with {vars}"), CONVERGE, || {
+        assert_running(agents);
+        runs(calls)
+            .into_iter()
+            .find(|r| r.vars.contains(vars))
+            .ok_or_else(|| format!("runs so far: {:?}", runs(calls)))
+    })
+}
+
 #[test]
 fn on_change_runs_for_joins_a_leave_and_a_coalesced_burst() {
     let Some(topo) = Topology::new(12) else {
@@ -108,13 +121,7 @@ fn on_change_runs_for_joins_a_leave_and_a_coalesced_burst() {
     let n2 = topo.node(2);
     agents.push(start(n2, CLUSTER_KEY, Some(&seed), &[]));
     wait_ping(n1, "node2", &mut agents);
-    let joined = wait_for("a run for node2's join", CONVERGE, || {
-        assert_running(&mut agents);
-        runs(&calls)
-            .into_iter()
-            .find(|r| r.vars.contains("event=join member=node2 "))
-            .ok_or_else(|| format!("runs so far: {:?}", runs(&calls)))
-    });
+    let joined = wait_run(&calls, &mut agents, "event=join member=node2 ");
     let overlay2 = n2.overlay_addr(DEFAULT_IFACE).unwrap();
     assert_eq!(
         joined.vars,
@@ -139,13 +146,7 @@ fn on_change_runs_for_joins_a_leave_and_a_coalesced_burst() {
     // A leave.
     let mut n2_agent = agents.pop().unwrap();
     assert!(n2_agent.terminate(Duration::from_secs(20)).is_some());
-    let left = wait_for("a run for node2's leave", CONVERGE, || {
-        assert_running(&mut agents);
-        runs(&calls)
-            .into_iter()
-            .find(|r| r.vars.contains("event=leave member=node2 "))
-            .ok_or_else(|| format!("runs so far: {:?}", runs(&calls)))
-    });
+    let left = wait_run(&calls, &mut agents, "event=leave member=node2 ");
     assert!(left.input.members.is_empty(), "{:?}", left.input);
     let before_burst = runs(&calls).len();
 
