@@ -30,7 +30,7 @@ use crate::mesh::{host_prefix, Local, Mesh, Peer, Refused};
 use crate::meta::{LocalMeta, PeerMeta};
 use crate::metrics::Counters;
 use crate::netlink::Netlink;
-use crate::overlay;
+use crate::overlay::{self, Cidr};
 use crate::persist::Persist;
 use crate::reconcile::{self, Desired};
 use crate::resolver::{Answer, Resolver};
@@ -158,6 +158,8 @@ struct Agent {
     devices: Vec<Device>,
     /// Stored with the devices.
     private_key: Key,
+    /// This node's connected networks, as the mesh last saw them.
+    connected: Vec<Cidr>,
     resolver: Resolver,
     /// The literal addresses of a lookup the resolver thread is finishing.
     pending_lookup: Vec<SocketAddr>,
@@ -336,7 +338,7 @@ impl Agent {
         } else {
             cfg.join.clone()
         };
-        let hosts_path = (!cfg.no_etc_hosts).then(|| PathBuf::from(hosts::DEFAULT_PATH));
+        let hosts_path = (!cfg.no_etc_hosts).then(|| cfg.hosts_file.clone());
         info!(
             "node {name}: overlay {overlay}, gossip {advertise} (bound to {bind_ip}), interface {}",
             cfg.interface
@@ -394,6 +396,7 @@ impl Agent {
             join_attempts: 0,
             devices: stored.devices,
             private_key: key,
+            connected: Vec::new(),
             resolver,
             pending_lookup: Vec::new(),
             cfg,
@@ -493,7 +496,11 @@ impl Agent {
             "cluster key {done} (the keyring holds {} keys)",
             keyring.keys().len()
         );
+        // A key change is rare and must survive a crash: written at once, not debounced.
         self.offer_state();
+        if let Some(state) = self.persist.flush() {
+            self.save_state(Instant::now(), state);
+        }
         Ok(format!("{done}\n"))
     }
 
@@ -863,19 +870,14 @@ impl Agent {
         let keepalive =
             (self.cfg.persistent_keepalive > 0).then_some(self.cfg.persistent_keepalive);
         let want = desired::peers(&members, self.cfg.wireguard_port, keepalive);
-        let link = self.system.index();
-        let connected = match self.system.rtnl().connected(link) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("listing this node's networks: {e}");
-                Vec::new()
-            }
-        };
+        if let Some(c) = self.read_connected() {
+            self.connected = c;
+        }
         let local = Local {
             overlay: self.overlay,
             overlay_net: self.cfg.overlay_net,
             routed: devices::advertised(&self.cfg.routed_nets, &self.devices),
-            connected,
+            connected: self.connected.clone(),
             accept: self.cfg.accept_routed_nets.clone(),
         };
         let before: Vec<Peer> = match self.hooks {
@@ -897,6 +899,21 @@ impl Agent {
             self.write_hosts();
         }
         self.next_reconcile = Some(now);
+    }
+
+    /// The networks this node is connected to (not through our link).
+    fn read_connected(&mut self) -> Option<Vec<Cidr>> {
+        let link = self.system.index();
+        match self.system.rtnl().connected(link) {
+            Ok(mut c) => {
+                c.sort_by_key(|n| (n.network(), n.prefix_len()));
+                Some(c)
+            }
+            Err(e) => {
+                warn!("listing this node's networks: {e}");
+                None
+            }
+        }
     }
 
     /// Our metadata, announced with a new incarnation.
@@ -934,6 +951,10 @@ impl Agent {
     fn reconcile(&mut self, now: Instant) {
         self.next_reconcile = None;
         self.check_underlay(now);
+        // A network that appeared or went (a LAN brought up) changes which routed nets are safe.
+        if self.read_connected().is_some_and(|c| c != self.connected) {
+            self.update_mesh(now);
+        }
         let mut desired = self.desired();
         self.system.drop_conflicts(&mut desired);
         // What is left to do; a link whose daemon does not answer yet counts too (its socket

@@ -180,6 +180,8 @@ impl FromStr for JoinAddr {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     pub cluster_key: Option<[u8; 32]>,
+    /// Where the key was read from with --cluster-key-file, for messages.
+    pub cluster_key_file: Option<PathBuf>,
     pub join: Vec<JoinAddr>,
     pub init: bool,
     pub bind: Bind,
@@ -188,6 +190,8 @@ pub struct Config {
     pub overlay_net: Cidr,
     pub interface: String,
     pub no_etc_hosts: bool,
+    /// The hosts file to write members to (unless `no_etc_hosts`).
+    pub hosts_file: PathBuf,
     pub log_level: log::LevelFilter,
     pub state_dir: PathBuf,
     /// None: use the hostname (the agent reads it and checks it with `validate_node_name`).
@@ -206,6 +210,8 @@ pub struct Config {
     pub overlay_addr: Option<IpAddr>,
     /// A program run after each applied change of the mesh (`hooks`).
     pub on_change: Option<PathBuf>,
+    /// Messages about the configuration to log once logging is set up (parsing comes first).
+    pub warnings: Vec<String>,
 }
 
 // Hand-written so the cluster key never reaches a log line.
@@ -213,6 +219,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("cluster_key", &self.cluster_key.map(|_| "<redacted>"))
+            .field("cluster_key_file", &self.cluster_key_file)
             .field("join", &self.join)
             .field("init", &self.init)
             .field("bind", &self.bind)
@@ -221,6 +228,7 @@ impl fmt::Debug for Config {
             .field("overlay_net", &self.overlay_net)
             .field("interface", &self.interface)
             .field("no_etc_hosts", &self.no_etc_hosts)
+            .field("hosts_file", &self.hosts_file)
             .field("log_level", &self.log_level)
             .field("state_dir", &self.state_dir)
             .field("node_name", &self.node_name)
@@ -233,6 +241,7 @@ impl fmt::Debug for Config {
             .field("accept_routed_nets", &self.accept_routed_nets)
             .field("overlay_addr", &self.overlay_addr)
             .field("on_change", &self.on_change)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
@@ -266,6 +275,15 @@ const OPTS: &[Opt] = &[
         default: None,
         shown_default: "loaded from the state file, or generated",
         help: "shared key for cluster membership: 32 bytes, standard base64",
+    },
+    Opt {
+        long: "cluster-key-file",
+        env: "WESHER_CLUSTER_KEY_FILE",
+        kind: Kind::Value,
+        meta: "PATH",
+        default: None,
+        shown_default: "none",
+        help: "read the cluster key from this file (mode 0600), not from argv or the environment",
     },
     Opt {
         long: "join",
@@ -346,7 +364,16 @@ const OPTS: &[Opt] = &[
         meta: "",
         default: Some("false"),
         shown_default: "",
-        help: "do not write peers to /etc/hosts",
+        help: "do not write peers to the hosts file",
+    },
+    Opt {
+        long: "hosts-file",
+        env: "WESHER_HOSTS_FILE",
+        kind: Kind::Value,
+        meta: "PATH",
+        default: Some(crate::hosts::DEFAULT_PATH),
+        shown_default: "",
+        help: "hosts file for the peers' names; it must exist (e.g. /tmp/hosts/wesher for dnsmasq)",
     },
     Opt {
         long: "log-level",
@@ -878,7 +905,25 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
             .map_err(|_| format!("{s:?} is not an IP address"))
     };
 
+    let mut warnings = Vec::new();
     let cluster_key = one(raw, env, "cluster-key", |s| base64::decode_key(s.trim()))?;
+    let cluster_key_file = one(raw, env, "cluster-key-file", |s| Ok(PathBuf::from(s)))?;
+    let cluster_key = match (cluster_key, &cluster_key_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "--cluster-key and --cluster-key-file cannot be used together (set one; check \
+                 WESHER_CLUSTER_KEY and WESHER_CLUSTER_KEY_FILE too)"
+                    .into(),
+            ))
+        }
+        (None, Some(path)) => {
+            let (key, warning) = read_key_file(path)
+                .map_err(|e| ConfigError(format!("--cluster-key-file {}: {e}", path.display())))?;
+            warnings.extend(warning);
+            Some(key)
+        }
+        (key, None) => key,
+    };
 
     let mut join = Vec::new();
     if let Some((src, values)) = effective(raw, env, "join") {
@@ -928,6 +973,10 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         "interface",
     )?;
     let no_etc_hosts = required(one(raw, env, "no-etc-hosts", parse_bool)?, "no-etc-hosts")?;
+    let hosts_file = required(
+        one(raw, env, "hosts-file", |s| Ok(PathBuf::from(s)))?,
+        "hosts-file",
+    )?;
     let log_level = required(one(raw, env, "log-level", parse_log_level)?, "log-level")?;
     let state_dir = required(
         one(raw, env, "state-dir", |s| Ok(PathBuf::from(s)))?,
@@ -1031,6 +1080,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
 
     Ok(Config {
         cluster_key,
+        cluster_key_file,
         join,
         init,
         bind,
@@ -1039,6 +1089,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         overlay_net,
         interface,
         no_etc_hosts,
+        hosts_file,
         log_level,
         state_dir,
         node_name,
@@ -1051,7 +1102,36 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         accept_routed_nets,
         overlay_addr,
         on_change,
+        warnings,
     })
+}
+
+/// The key in a --cluster-key-file: base64 with surrounding whitespace (a trailing newline),
+/// and a warning when others than the owner may read the file. The key is never echoed.
+fn read_key_file(path: &std::path::Path) -> Result<([u8; 32], Option<String>), String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    // A key is 44 characters: do not read a large file by mistake.
+    let mut text = Vec::new();
+    file.take(1024)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let text = std::str::from_utf8(&text).map_err(|_| "not a base64 key (not text)".to_string())?;
+    let key = base64::decode_key(text.trim())?;
+    let mode = meta.mode() & 0o777;
+    let warning = (mode & 0o077 != 0).then(|| {
+        format!(
+            "cluster key file {} is readable by others than its owner (mode {mode:04o}): \
+             chmod 600 it",
+            path.display()
+        )
+    });
+    Ok((key, warning))
 }
 
 #[cfg(test)]
@@ -1589,6 +1669,83 @@ mod tests {
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));
         assert!(error(&["status", "--frob"], &[]).contains("unknown flag --frob"));
         assert!(error(&["status", "--interface", "a/b"], &[]).contains("--interface"));
+    }
+
+    #[test]
+    fn cluster_key_file() {
+        use crate::fsutil::testutil::TempDir;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("keyfile");
+        let path = dir.path().join("key");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, format!("  {KEY}\n\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = config(&["--cluster-key-file", p], &[]);
+        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+        assert_eq!(c.cluster_key_file.as_deref(), Some(path.as_path()));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = config(&[], &[("WESHER_CLUSTER_KEY_FILE", p)]);
+        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+
+        // Readable by others: it works, with a warning to log.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = config(&["--cluster-key-file", p], &[]);
+        assert!(c.cluster_key.is_some());
+        assert_eq!(
+            c.warnings,
+            [format!(
+                "cluster key file {p} is readable by others than its owner (mode 0644): chmod 600 it"
+            )]
+        );
+
+        // Not with a key given another way.
+        let e = error(&["--cluster-key-file", p, "--cluster-key", KEY], &[]);
+        assert!(e.contains("cannot be used together"), "{e}");
+        let e = error(&["--cluster-key-file", p], &[("WESHER_CLUSTER_KEY", KEY)]);
+        assert!(e.contains("cannot be used together"), "{e}");
+
+        // Missing, a directory, not a key, too short: the path is named, the content is not.
+        let missing = dir.path().join("nope");
+        let e = error(&["--cluster-key-file", missing.to_str().unwrap()], &[]);
+        assert!(
+            e.starts_with(&format!(
+                "--cluster-key-file {}: cannot open: ",
+                missing.display()
+            )) && e.contains("No such file"),
+            "{e}"
+        );
+        let e = error(&["--cluster-key-file", dir.path().to_str().unwrap()], &[]);
+        assert!(e.ends_with(": not a regular file"), "{e}");
+        std::fs::write(&path, "sec%ret\n").unwrap();
+        let e = error(&["--cluster-key-file", p], &[]);
+        assert!(
+            e.starts_with(&format!("--cluster-key-file {p}: not valid base64")),
+            "{e}"
+        );
+        assert!(!e.contains("sec%ret"), "{e}");
+        std::fs::write(&path, "c2hvcnQ=").unwrap();
+        let e = error(&["--cluster-key-file", p], &[]);
+        assert_eq!(
+            e,
+            format!("--cluster-key-file {p}: decodes to 5 bytes, expected 32")
+        );
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).ends_with("(not text)"));
+        std::fs::write(&path, "").unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).contains("expected 32"));
+        // A big file is not read whole.
+        std::fs::write(&path, "A".repeat(1 << 20)).unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).starts_with("--cluster-key-file "));
+    }
+
+    #[test]
+    fn hosts_file() {
+        assert_eq!(config(&[], &[]).hosts_file, PathBuf::from("/etc/hosts"));
+        let c = config(&["--hosts-file", "/tmp/hosts/wesher-wg0"], &[]);
+        assert_eq!(c.hosts_file, PathBuf::from("/tmp/hosts/wesher-wg0"));
+        let c = config(&[], &[("WESHER_HOSTS_FILE", "/srv/hosts")]);
+        assert_eq!(c.hosts_file, PathBuf::from("/srv/hosts"));
+        assert!(help_text().contains("[env: WESHER_HOSTS_FILE] [default: /etc/hosts]"));
     }
 
     #[test]

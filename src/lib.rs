@@ -11,6 +11,7 @@ pub mod gob;
 pub mod hooks;
 pub mod hosts;
 pub mod join;
+pub mod logging;
 pub mod membership;
 pub mod mesh;
 pub mod meta;

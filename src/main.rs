@@ -6,6 +6,7 @@ use wesher::agent;
 use wesher::config::{self, Command, KeyAction, PeerAction};
 use wesher::control::{self, Request, Status};
 use wesher::wireguard::Key;
+use wesher::logging;
 
 fn main() -> ExitCode {
     let command = match config::parse_process() {
@@ -76,11 +77,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Agent(cfg) => {
-            if let Err(e) = simple_logger::SimpleLogger::new()
-                .with_level(cfg.log_level)
-                .init()
-            {
+            if let Err(e) = logging::init(cfg.log_level) {
                 return fatal(&e);
+            }
+            for warning in &cfg.warnings {
+                log::warn!("{warning}");
             }
             match agent::run(*cfg) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -6,12 +6,13 @@
 //!
 //! Without Go or the memberlist package the tests skip with a reason; with CI=true they fail.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,39 +75,7 @@ fn meta(overlay: [u8; 4], pubkey: &str) -> NodeMeta {
 /// Builds the Go peer once per test process. None (after printing why) when it cannot be built
 /// on this machine; a panic under CI, where it must.
 fn gopeer() -> Option<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/build-gopeer.sh");
-        let output = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|err| format!("running {}: {err}", script.display()))?;
-        if !output.status.success() {
-            return Err(format!(
-                "{} failed ({}); see its message above",
-                script.display(),
-                output.status
-            ));
-        }
-        let path = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        Ok(PathBuf::from(path))
-    });
-    match built {
-        Ok(path) => Some(path.clone()),
-        Err(reason) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the Go memberlist peer is required under CI: {reason}"
-            );
-            // Straight to stderr: libtest captures eprintln! of passing tests, and a skip
-            // must be seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipping: no Go memberlist peer: {reason}"
-            );
-            None
-        }
-    }
+    common::gopeer::build()
 }
 
 enum GoLine {
@@ -1259,4 +1228,51 @@ fn wan_timings_join_meta_leave() {
         r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some()
     });
     assert!(!go.failed("rust-1"), "a leave is not a failure");
+}
+
+/// A Rust node whose underlay address changes moves the way memberlist allows: a leave at the
+/// old address, then an alive with a higher incarnation at the new one (Go memberlist takes a
+/// new address only for a member that left) and a join; Go then has it at the new address.
+#[test]
+fn underlay_address_change_reaches_go() {
+    let Some(bin) = gopeer() else { return };
+    let go_meta = meta([10, 7, 20, 1], &pubkey(40));
+    let mut go = GoPeer::start(&bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
+    let old = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 0);
+    let rust_meta = meta([10, 7, 20, 2], &pubkey(41));
+    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, old);
+    rust.join(go.addr);
+    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+    });
+    let started = Instant::now();
+    rust.leave();
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut go],
+        "the leave at Go",
+        |r, g| r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some(),
+    );
+    let new = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0);
+    rust.transport = Transport::bind(rust.poll.registry(), new).expect("bind the new address");
+    let now = Instant::now();
+    let moved = rust.transport.local_addr();
+    rust.membership.readvertise(now, moved);
+    rust.join(go.addr);
+    let at = moved.ip().to_string();
+    run_until(
+        &mut [&mut rust],
+        &mut [&mut go],
+        "Go has the new address",
+        |_, g| {
+            g[0].events("join", "rust-1")
+                .any(|o| text(o, "addr") == Some(at.as_str()))
+        },
+    );
+    eprintln!("moved to {moved} in {:?}", started.elapsed());
+    // It stays: Go probes it at the new address, and our node still has Go alive.
+    run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(3));
+    assert!(!go.failed("rust-1"), "Go must reach the new address");
+    assert!(!rust.left("go-1", MemberState::Dead));
+    assert_eq!(rust.membership.local().addr, moved);
 }

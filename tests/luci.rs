@@ -110,11 +110,11 @@ fn app_is_laid_out_as_the_luci_feed_expects() {
     let acl = read(&app.join("root/usr/share/rpcd/acl.d/luci-app-wesher.json"));
     let compact: String = acl.split_whitespace().collect();
     assert!(
-        compact.contains(r#""read":{"ubus":{"wesher":["status"]},"uci":["wesher"]}"#),
+        compact.contains(r#""read":{"ubus":{"luci.wesher":["status"]},"uci":["wesher"]}"#),
         "{acl}"
     );
     assert!(
-        compact.contains(r#""write":{"ubus":{"wesher":["generate_key"]},"uci":["wesher"]}"#),
+        compact.contains(r#""write":{"ubus":{"luci.wesher":["generate_key"]},"uci":["wesher"]}"#),
         "{acl}"
     );
 
@@ -122,9 +122,117 @@ fn app_is_laid_out_as_the_luci_feed_expects() {
     for needle in [
         "status --json --interface",
         "key generate",
-        "return { wesher: methods };",
+        "return { 'luci.wesher': methods };",
     ] {
         assert!(backend.contains(needle), "wesher.uc lacks {needle:?}");
+    }
+}
+
+/// The fields of `wesher status --json` are exactly those the README's schema table documents,
+/// at the top level and per member (LuCI, scripts and monitoring read them).
+#[test]
+fn status_json_fields_are_the_documented_ones() {
+    use miniserde::json::Value;
+    use wesher::control::{MemberStatus, Status, STATUS_VERSION};
+    let member = MemberStatus {
+        name: "n".into(),
+        overlay: String::new(),
+        underlay: String::new(),
+        state: "alive".into(),
+        public_key: String::new(),
+        handshake_age_secs: None,
+        rx_bytes: 0,
+        tx_bytes: 0,
+    };
+    let status = Status {
+        version: STATUS_VERSION,
+        interface: "wgoverlay".into(),
+        node: member.clone(),
+        members: vec![member],
+        counters: Default::default(),
+    };
+    let Ok(Value::Object(top)) =
+        miniserde::json::from_str::<Value>(&miniserde::json::to_string(&status))
+    else {
+        panic!("status is not a JSON object")
+    };
+    let Some(Value::Object(node)) = top.get("node") else {
+        panic!("no node object")
+    };
+    let mut actual: Vec<String> = top.keys().cloned().collect();
+    actual.extend(node.keys().map(|k| format!("member {k}")));
+    actual.sort();
+
+    let readme = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
+    let section = readme
+        .split("### Status JSON")
+        .nth(1)
+        .and_then(|rest| rest.split("\n#").next())
+        .expect("README has a Status JSON section");
+    let mut documented = Vec::new();
+    for row in section
+        .lines()
+        .filter(|l| l.starts_with("| `") || l.starts_with("| member `"))
+    {
+        let field = row
+            .trim_start_matches("| ")
+            .split(" |")
+            .next()
+            .unwrap_or("");
+        let prefix = if field.starts_with("member ") {
+            "member "
+        } else {
+            ""
+        };
+        for name in field.split('`').skip(1).step_by(2) {
+            documented.push(format!("{prefix}{name}"));
+        }
+    }
+    documented.sort();
+    assert_eq!(
+        actual, documented,
+        "status JSON fields vs the README's table"
+    );
+    assert_eq!(
+        STATUS_VERSION, 1,
+        "a new version needs the README's promise and LuCI's check"
+    );
+}
+
+/// Every option of the wesher package's /etc/config/wesher and every agent flag (by its UCI
+/// name) has a field on the settings page.
+#[test]
+fn settings_page_has_every_uci_option_and_flag() {
+    let settings = read(&app_dir().join("htdocs/luci-static/resources/view/wesher/settings.js"));
+    let config =
+        read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/wesher/files/wesher.config"));
+    let mut names: Vec<String> = config
+        .lines()
+        .map(|l| l.trim().trim_start_matches('#'))
+        .filter_map(|l| {
+            l.strip_prefix("option ")
+                .or_else(|| l.strip_prefix("list "))
+        })
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 20, "{names:?}");
+    let help = Command::new(WESHER).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    for flag in help.lines().filter_map(|l| l.strip_prefix("  --")) {
+        let flag = flag.split_whitespace().next().unwrap_or("");
+        match flag {
+            "version" | "help" => {}
+            // The package's list of CIDRs is singular, like routed_net.
+            "accept-routed-nets" => names.push("accept_routed_net".into()),
+            _ => names.push(flag.replace('-', "_")),
+        }
+    }
+    for name in &names {
+        assert!(
+            settings.contains(&format!("'{name}', _(")),
+            "the settings page has no field for {name}"
+        );
     }
 }
 
@@ -149,7 +257,11 @@ fn validation_cases_match_the_agents_parser() {
         };
         let (option, value) = (field("option"), field("value"));
         let refused = matches!(case.get("refused"), Some(Value::Bool(true)));
-        let flag = format!("--{}", option.replace('_', "-"));
+        // The flag is the option's name with '-' for '_', unless the case names it.
+        let flag = match case.get("flag") {
+            Some(Value::String(f)) => f.clone(),
+            _ => format!("--{}", option.replace('_', "-")),
+        };
         let parsed = wesher::config::parse_from([flag.as_str(), value.as_str()], |_| None);
         match (refused, parsed) {
             (true, Err(e)) => assert!(
@@ -173,14 +285,22 @@ impl Drop for Killed {
     }
 }
 
-/// Starts fake_rpcd.py with `uci` (JSON) as its configs and `wesher` as the command that runs
-/// wesher; returns it and its base URL.
-fn fake_rpcd(dir: &Path, uci: &str, wesher: &str) -> (Killed, String) {
+/// `program` in `ns`, a namespace with only a loopback: the fake rpcd and Chromium run there, so
+/// nothing the browser might try reaches beyond it.
+fn in_netns(ns: &common::Netns, program: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name, program]);
+    cmd
+}
+
+/// Starts fake_rpcd.py in `ns` with `uci` (JSON) as its configs and `wesher` as the command that
+/// runs wesher; returns it and its base URL.
+fn fake_rpcd(ns: &common::Netns, dir: &Path, uci: &str, wesher: &str) -> (Killed, String) {
     let uci_file = dir.join("uci.json");
     std::fs::write(&uci_file, uci).unwrap();
     let port_file = dir.join("port");
     let _ = std::fs::remove_file(&port_file);
-    let child = Command::new("python3")
+    let child = in_netns(ns, "python3")
         .arg(luci_tests().join("fake_rpcd.py"))
         .arg("--uci")
         .arg(&uci_file)
@@ -197,9 +317,9 @@ fn fake_rpcd(dir: &Path, uci: &str, wesher: &str) -> (Killed, String) {
     (rpcd, format!("http://127.0.0.1:{port}"))
 }
 
-/// Runs browser_test.py; panics with its output unless every check passed.
-fn browser_test(args: &[&str]) {
-    let mut cmd = Command::new("python3");
+/// Runs browser_test.py in `ns`; panics with its output unless every check passed.
+fn browser_test(ns: &common::Netns, args: &[&str]) {
+    let mut cmd = in_netns(ns, "python3");
     cmd.arg(luci_tests().join("browser_test.py")).args(args);
     if let Some(dir) = std::env::var_os("WESHER_LUCI_SCREENSHOTS") {
         cmd.arg("--screenshot")
@@ -235,7 +355,7 @@ fn agent<'a>(node: &'a Node, join: Option<&str>) -> Proc<'a> {
 
 #[test]
 fn status_page_shows_the_real_mesh_and_follows_it() {
-    if !common::prerequisites(&["chromium", "python3", "timeout"]) {
+    if !common::prerequisites(&["chromium", "python3", "timeout", "ip"]) {
         return;
     }
     let Some(topo) = Topology::new(3) else { return };
@@ -267,21 +387,24 @@ fn status_page_shows_the_real_mesh_and_follows_it() {
     let uci = r#"{"wesher": {
         "wesher": {".type": "wesher", "enabled": "1", "interface": "wgoverlay"},
         "lab": {".type": "wesher", "enabled": "1", "interface": "wglab"},
-        "old": {".type": "wesher", "enabled": "0", "interface": "wgold"}}}"#;
+        "old": {".type": "wesher", "enabled": "0", "interface": "wgold"}},
+        "luci": {"main": {".type": "core", "lang": "auto"}}}"#;
     let wesher = format!(
         "nsenter -t {} --mount --uts --net -- {WESHER}",
         nodes[0].holder_pid()
     );
-    let (_rpcd, url) = fake_rpcd(&dir, uci, &wesher);
+    let ns = common::Netns::new();
+    let (rpcd, url) = fake_rpcd(&ns, &dir, uci, &wesher);
     let stop = agents[2].pid().to_string();
-    browser_test(&["status", "--url", &url, "--stop-pid", &stop]);
+    browser_test(&ns, &["status", "--url", &url, "--stop-pid", &stop]);
+    drop(rpcd);
     drop(agents);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn settings_page_validates_like_the_agent_and_saves_through_uci() {
-    if !common::prerequisites(&["chromium", "python3", "timeout"]) {
+    if !common::prerequisites(&["chromium", "python3", "timeout", "ip"]) {
         return;
     }
     let dir = scratch("settings");
@@ -290,9 +413,12 @@ fn settings_page_validates_like_the_agent_and_saves_through_uci() {
         "wesher": {{".type": "wesher", "enabled": "1", "interface": "wgoverlay",
                     "cluster_key": "{CLUSTER_KEY}", "join": ["10.99.0.1", "node2.example:7946"],
                     "routed_net": ["192.168.1.0/24"]}},
-        "old": {{".type": "wesher", "enabled": "0", "interface": "wgold"}}}}}}"#
+        "old": {{".type": "wesher", "enabled": "0", "interface": "wgold"}}}},
+        "luci": {{"main": {{".type": "core", "lang": "auto"}}}}}}"#
     );
-    let (_rpcd, url) = fake_rpcd(&dir, &uci, WESHER);
-    browser_test(&["settings", "--url", &url]);
+    let ns = common::Netns::new();
+    let (rpcd, url) = fake_rpcd(&ns, &dir, &uci, WESHER);
+    browser_test(&ns, &["settings", "--url", &url]);
+    drop(rpcd);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -161,7 +161,7 @@ impl Membership {
         let stagger = |rng: &mut Rng, d: Duration| d.mul_f64(rng.unit());
         let next_probe = now + t.probe_interval;
         let next_gossip = now + stagger(&mut rng, t.gossip_interval);
-        let next_push_pull = now + stagger(&mut rng, t.push_pull_interval);
+        let next_push_pull = now + stagger(&mut rng, t.push_pull_interval) + t.push_pull_interval;
         let mut m = Membership {
             name: config.name.clone(),
             advertise: config.advertise,

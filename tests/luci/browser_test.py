@@ -4,6 +4,7 @@ JSON on fds 3 and 4, no websocket needed) against fake_rpcd.py, and checks the w
 
   browser_test.py status   --url URL --stop-pid PID [--screenshot PNG]
   browser_test.py settings --url URL [--screenshot PNG]
+  browser_test.py real     --url URL   (fake_rpcd.py started with --luci-root)
 
 Prints `ok: <check>` per passed check; exits 1 with `FAILED: <why>` at the first failure.
 """
@@ -171,7 +172,7 @@ SHOWN_ROWS = """Array.from(document.querySelectorAll('.wesher-mesh[data-section=
 def status_replies(url, section):
     """Every status the fake rpcd returned for `section`, newest last."""
     out = []
-    for c in calls(url, "wesher", "status"):
+    for c in calls(url, "luci.wesher", "status"):
         for m in c["result"][1]["meshes"]:
             if m["section"] == section and m["status"]:
                 out.append(m["status"])
@@ -235,12 +236,12 @@ def test_status(b, a):
 
     # Refresh: pings run in the mesh, so new polls bring more bytes; the table follows.
     first_rx = {r[0]["text"]: int(r[5]["title"]) for r in rows}
-    n_before = len(calls(url, "wesher", "status"))
+    n_before = len(calls(url, "luci.wesher", "status"))
     deadline = time.time() + 60
     while True:
         rows, status = shown_matches_a_reply(b, url, "wesher")
         grown = status and all(int(r[5]["title"]) > first_rx[r[0]["text"]] for r in rows)
-        if grown and len(calls(url, "wesher", "status")) > n_before:
+        if grown and len(calls(url, "luci.wesher", "status")) > n_before:
             break
         if time.time() > deadline:
             raise Failed(f"no refresh with more received bytes within 60 s: {rows}")
@@ -289,7 +290,7 @@ def test_settings(b, a):
             if (!btn) throw new Error('no button ' + {json.dumps(text)}); btn.click(); }})()""")
 
     def set_calls():
-        return [c for c in calls(a.url, "uci") if c["method"] in ("set", "add", "delete", "apply")]
+        return [c for c in calls(a.url, "uci") if c["method"] in ("set", "add", "delete", "apply", "confirm")]
 
     def save_is_refused(what):
         click("Save")
@@ -340,10 +341,14 @@ def test_settings(b, a):
     click("Save & Apply")
     b.wait("!!document.querySelector('#notifications .alert-message')", "the applied notice")
     sets = set_calls()
-    want = {"cluster_key": new_key, "routed_net": cfg["routed_net"] + ["192.168.7.0/24"]}
-    check([c["method"] for c in sets] == ["set", "apply"], "one uci set, then uci apply", sets)
+    # LuCI writes the changed options, and flags with rmempty off (enabled) whatever their value.
+    want = {"enabled": "1", "cluster_key": new_key, "routed_net": cfg["routed_net"] + ["192.168.7.0/24"]}
+    check([c["method"] for c in sets] == ["set", "set", "apply", "confirm"],
+          "uci set per section, then apply and confirm", sets)
     check(sets[0]["args"] == {"config": "wesher", "section": "wesher", "values": want},
-          "uci set carries exactly the changed options", sets[0]["args"])
+          "uci set carries the changed options", sets[0]["args"])
+    check(sets[1]["args"] == {"config": "wesher", "section": "old", "values": {"enabled": "0"}},
+          "the other section's enabled flag is written as it was", sets[1]["args"])
     with urllib.request.urlopen(a.url + "/_test/config", timeout=10) as r:
         after = json.load(r)["wesher"]["wesher"]
     check(after["cluster_key"] == new_key and after["routed_net"] == want["routed_net"],
@@ -379,16 +384,41 @@ def agrees_with_the_agent(b, field, set_value, invalid):
     check(len(cases) >= 30, f"{len(cases)} validation cases")
 
 
+def test_real_luci(b, a):
+    """The views in the real LuCI client (fake_rpcd.py --luci-root): they render without script
+    errors, validate, generate a key and save through uci and LuCI's apply/confirm."""
+    b.call("Page.navigate", {"url": a.url + "/real?view=wesher/status"}, session=True)
+    text = b.wait("(document.querySelector('#view .wesher-mesh') || {}).innerText",
+                  "the status view in the real LuCI")
+    check("wgoverlay" in text, "the real LuCI renders the status view", text)
+    b.call("Page.navigate", {"url": a.url + "/real?view=wesher/settings"}, session=True)
+    key_el = "document.getElementById('widget.cbid.wesher.wesher.cluster_key')"
+    b.wait(f"!!{key_el} && !{key_el}.disabled", "the settings view in the real LuCI")
+    b.eval(f"""(() => {{ const i = {key_el}; i.value = 'c2hvcnQ='; i.dispatchEvent(new Event('keyup'));
+        i.dispatchEvent(new Event('blur')); }})()""")
+    err = b.eval(f"{key_el}.classList.contains('cbi-input-invalid') && {key_el}.getAttribute('data-tooltip')")
+    check(err == "decodes to 5 bytes, expected 32", "the real LuCI shows the key's error", err)
+    b.eval("Array.from(document.querySelectorAll('button')).find(x => x.innerText.trim() == 'Generate').click()")
+    key = b.wait("(document.querySelector('.modal .wesher-key-copy') || {}).value", "the new key")
+    check(b.eval(f"{key_el}.value") == key, "Generate fills the key field in the real LuCI")
+    b.eval("L.ui.hideModal(); document.querySelector('.cbi-page-actions .cbi-button-apply').click()")
+    b.wait(f"""fetch('/_test/calls').then(r => r.json()).then(c => c.some(x => x.method == 'confirm'))""",
+           "apply and confirm")
+    sets = [c for c in calls(a.url, "uci") if c["method"] == "set"]
+    check(any(c["args"]["section"] == "wesher" and c["args"]["values"].get("cluster_key") == key for c in sets),
+          "Save & Apply in the real LuCI sends the new key with uci set", sets)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("page", choices=["status", "settings"])
+    ap.add_argument("page", choices=["status", "settings", "real"])
     ap.add_argument("--url", required=True)
     ap.add_argument("--stop-pid", type=int)
     ap.add_argument("--screenshot")
     a = ap.parse_args()
     b = Browser()
     try:
-        (test_status if a.page == "status" else test_settings)(b, a)
+        {"status": test_status, "settings": test_settings, "real": test_real_luci}[a.page](b, a)
         check(b.errors == [], "no script errors on the page", b.errors)
     except Failed as e:
         print(f"FAILED: {e}", flush=True)

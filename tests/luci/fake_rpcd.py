@@ -2,16 +2,18 @@
 """A stand-in for uhttpd + rpcd as LuCI's views see them: ubus JSON-RPC over HTTP on 127.0.0.1.
 
 Objects answered:
-  uci      get, set, add, delete, apply, confirm, changes: an in-memory /etc/config/<name> store
-           with staged changes (set/add/delete) that `apply` commits, as rpcd's uci plugin does.
-           Every call is recorded (GET /_test/calls) so tests can check what the page saved.
-  wesher   status, generate_key: what openwrt/luci-app-wesher's wesher.uc does, step for step,
+  uci      get, set, add, delete, changes: an in-memory /etc/config/<name> store with staged
+           changes (set/add/delete) that LuCI's apply endpoint (/admin/uci/apply_rollback, then
+           /admin/uci/confirm) commits. Every call is recorded (GET /_test/calls) so tests can
+           check what the page saved.
+  session  access: always granted (LuCI's form asks before it allows editing).
+  luci.wesher  status, generate_key: what openwrt/luci-app-wesher's wesher.uc does, step for step,
            but running the REAL `wesher` through a command prefix given on the command line
            (for example `nsenter -t PID --mount --uts --net -- target/debug/wesher`).
 Static files: the app's htdocs under /luci-static/resources/, the JS stand-in under /standin/,
 and the page at /?view=wesher/status.
 
-Not covered: sessions, ACL checks, batch requests, uci's anonymous section names, rollback.
+Not covered: sessions, ACL checks, uci's anonymous section names, rollback.
 """
 import argparse
 import json
@@ -28,6 +30,19 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 HTDOCS = os.path.join(ROOT, "openwrt", "luci-app-wesher", "htdocs")
 STANDIN = os.path.join(HERE, "standin")
 TIMEOUT_SECS = 5  # as wesher.uc
+# --luci-root: a LuCI checkout's modules/luci-base/htdocs, to load the views into the real LuCI
+# client (luci.js and friends, never part of this repository) at /real?view=wesher/status.
+LUCI_ROOT = None
+REAL_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8">
+<script src="/luci-static/resources/cbi.js"></script>
+<script src="/luci-static/resources/luci.js"></script>
+<script>L = new LuCI({ resource: '/luci-static/resources', media: '/luci-static/bootstrap',
+  scriptname: '/cgi-bin/luci', pathinfo: '/admin/services/wesher', requestpath: ['admin', 'services', 'wesher'],
+  dispatchpath: ['admin', 'services', 'wesher'], pollinterval: 2, ubuspath: '/ubus/',
+  sessionid: '00000000000000000000000000000000', token: 'x', nodespec: { satisfied: true, readonly: false },
+  apply_rollback: 90, apply_holdoff: 4, apply_timeout: 5, apply_display: 1.5 });</script>
+</head><body><div id="maincontent"><div id="view"></div></div>
+<script>L.require('ui').then(function(ui) { ui.instantiateView('VIEW'); });</script></body></html>"""
 
 UBUS_OK, UBUS_INVALID_ARGUMENT, UBUS_METHOD_NOT_FOUND, UBUS_NOT_FOUND = 0, 2, 3, 4
 
@@ -101,12 +116,15 @@ def failure(code, output):
 
 def handle_call(store, wesher, obj, method, args):
     """One ubus call; returns the JSON-RPC `result` array."""
-    if obj == "wesher":
+    if obj == "luci.wesher":
         if method == "status":
             return [UBUS_OK, wesher_status(store, wesher)]
         if method == "generate_key":
             return [UBUS_OK, wesher_generate_key(wesher)]
         return [UBUS_METHOD_NOT_FOUND]
+    if obj == "session" and method == "access":
+        # One session with every right: LuCI's form.Map asks whether it may write the config.
+        return [UBUS_OK, {"access": True}]
     if obj != "uci":
         return [UBUS_NOT_FOUND]
     config = args.get("config")
@@ -137,12 +155,20 @@ def handle_call(store, wesher, obj, method, args):
             return [UBUS_OK]
         if method == "changes":
             return [UBUS_OK, {"changes": {}}]
-        if method == "apply":
-            store.committed = json.loads(json.dumps(store.staged))
-            return [UBUS_OK]
-        if method == "confirm":
-            return [UBUS_OK]
     return [UBUS_METHOD_NOT_FOUND]
+
+
+def handle_apply(store, path):
+    """LuCI's apply endpoints (ui.changes.apply): commit the staged changes, then confirm.
+    Returns (HTTP status, body)."""
+    with store.lock:
+        if path.endswith("/admin/uci/confirm"):
+            store.calls.append({"object": "uci", "method": "confirm", "args": {}, "result": None})
+            return 204, ""
+        checked = path.endswith("/admin/uci/apply_rollback")
+        store.committed = json.loads(json.dumps(store.staged))
+        store.calls.append({"object": "uci", "method": "apply", "args": {"rollback": checked}, "result": None})
+    return (200, json.dumps({"token": "0123456789abcdef"})) if checked else (204, "")
 
 
 def make_handler(store, wesher):
@@ -169,10 +195,14 @@ def make_handler(store, wesher):
                     return self.reply(200, json.dumps(store.committed))
             if path == "/":
                 path = "/standin/page.html"
+            if path == "/real" and LUCI_ROOT:
+                return self.reply(200, REAL_PAGE.replace("VIEW", self.path.split("view=")[-1]), "text/html")
             if path.startswith("/standin/"):
                 base, rel = STANDIN, path[len("/standin/"):]
             elif path.startswith("/luci-static/"):
                 base, rel = HTDOCS, path[1:]
+                if LUCI_ROOT and not os.path.isfile(os.path.join(base, rel)):
+                    base = LUCI_ROOT
             else:
                 return self.reply(404, "not found", "text/plain")
             full = os.path.realpath(os.path.join(base, rel))
@@ -184,19 +214,30 @@ def make_handler(store, wesher):
                 self.reply(200, f.read(), ctype)
 
         def do_POST(self):
-            if not self.path.startswith("/ubus"):
+            path = self.path.split("?")[0]
+            if re.search(r"/admin/uci/(apply_rollback|apply_unchecked|confirm)$", path):
+                return self.reply(*handle_apply(store, path))
+            if "/ubus" not in self.path:
                 return self.reply(404, "not found", "text/plain")
             length = int(self.headers.get("Content-Length") or 0)
             try:
-                msg = json.loads(self.rfile.read(length))
+                body = json.loads(self.rfile.read(length))
+            except ValueError:
+                body = None
+            # LuCI batches concurrent calls into one POST of a JSON array, answered in order.
+            if isinstance(body, list):
+                return self.reply(200, json.dumps([self.answer(m) for m in body]))
+            self.reply(200 if isinstance(body, dict) else 400, json.dumps(self.answer(body)))
+
+        def answer(self, msg):
+            try:
                 sid, obj, method, args = msg["params"]
-            except (ValueError, KeyError, TypeError):
-                return self.reply(400, json.dumps({"jsonrpc": "2.0", "id": None,
-                                                   "error": {"code": -32700, "message": "Parse error"}}))
+            except (KeyError, TypeError, ValueError):
+                return {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}
             result = handle_call(store, wesher, obj, method, args or {})
             with store.lock:
                 store.calls.append({"object": obj, "method": method, "args": args, "result": result})
-            self.reply(200, json.dumps({"jsonrpc": "2.0", "id": msg.get("id"), "result": result}))
+            return {"jsonrpc": "2.0", "id": msg.get("id"), "result": result}
 
     return Handler
 
@@ -206,7 +247,10 @@ def main():
     ap.add_argument("--uci", required=True, help="JSON file: {config: {section: {'.type': T, option: value}}}")
     ap.add_argument("--wesher", required=True, help="command (prefix) that runs the real wesher")
     ap.add_argument("--port-file", required=True, help="where to write the port it listens on")
+    ap.add_argument("--luci-root", help="a LuCI checkout's modules/luci-base/htdocs (see LUCI_ROOT)")
     a = ap.parse_args()
+    global LUCI_ROOT
+    LUCI_ROOT = os.path.realpath(a.luci_root) if a.luci_root else None
     with open(a.uci) as f:
         store = Store(json.load(f))
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(store, shlex.split(a.wesher)))

@@ -165,17 +165,19 @@
 				])
 			]);
 		},
-		// As LuCI's AbstractValue.parse: write a changed non-empty value, remove an empty one.
+		// As LuCI's AbstractValue.parse: refuse an invalid value, remove an empty one, write a
+		// changed one.
 		parse: function(section_id) {
 			if (!this.isValid(section_id))
 				return Promise.reject(new TypeError('Option "' + (this.title || this.option) + '" contains an invalid input value.'));
 			const fval = this.formvalue(section_id), cval = this.cfgvalue(section_id);
-			const empty = fval == null || fval === '' || (Array.isArray(fval) && fval.length == 0);
-			const same = JSON.stringify(fval) == JSON.stringify(cval);
-			if (!empty && !same)
+			if (fval == null || fval === '' || (Array.isArray(fval) && fval.length == 0)) {
+				if (this.rmempty || this.optional)
+					return Promise.resolve(this.remove(section_id));
+				return Promise.reject(new TypeError('Option "' + (this.title || this.option) + '" must not be empty.'));
+			}
+			if (JSON.stringify(fval) != JSON.stringify(cval))
 				return Promise.resolve(this.write(section_id, fval));
-			if (empty && this.rmempty !== false && cval != null)
-				return Promise.resolve(this.remove(section_id));
 			return Promise.resolve();
 		}
 	});
@@ -205,12 +207,11 @@
 			this.disabled = '0';
 			this.default = this.disabled;
 		},
+		// As LuCI's Flag: the default is removed (unless rmempty is off), anything else written.
 		parse: function(section_id) {
-			const fval = this.formvalue(section_id), cval = this.cfgvalue(section_id);
-			if (fval == (cval != null ? cval : this.default))
-				return Promise.resolve();
-			if (fval == this.default && this.rmempty !== false)
-				return Promise.resolve(cval != null ? this.remove(section_id) : null);
+			const fval = this.formvalue(section_id);
+			if (fval == this.default && (this.optional || this.rmempty))
+				return Promise.resolve(this.remove(section_id));
 			return Promise.resolve(this.write(section_id, fval));
 		}
 	});

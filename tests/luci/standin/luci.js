@@ -217,9 +217,7 @@
 		get: rpc.declare({ object: 'uci', method: 'get', params: [ 'config' ], expect: { values: {} } }),
 		set: rpc.declare({ object: 'uci', method: 'set', params: [ 'config', 'section', 'values' ], reject: true }),
 		del: rpc.declare({ object: 'uci', method: 'delete', params: [ 'config', 'section', 'options' ], reject: true }),
-		add: rpc.declare({ object: 'uci', method: 'add', params: [ 'config', 'type', 'name', 'values' ], expect: { section: '' }, reject: true }),
-		apply: rpc.declare({ object: 'uci', method: 'apply', params: [ 'timeout', 'rollback' ], reject: true }),
-		confirm: rpc.declare({ object: 'uci', method: 'confirm', reject: true })
+		add: rpc.declare({ object: 'uci', method: 'add', params: [ 'config', 'type', 'name', 'values' ], expect: { section: '' }, reject: true })
 	};
 
 	const uci = {
@@ -320,9 +318,6 @@
 					reload.push(conf);
 			}
 			return Promise.all(tasks).then(function() { return uci.load(reload); });
-		},
-		apply: function(timeout) {
-			return uciCall.apply(timeout, true).then(function() { return uciCall.confirm(); });
 		}
 	};
 	define('uci', uci);
@@ -410,9 +405,17 @@
 				});
 			};
 		},
+		// As LuCI: POST admin/uci/apply_rollback (or apply_unchecked), then admin/uci/confirm.
+		// No countdown, rollback or page reload.
 		changes: {
 			apply: function(checked) {
-				return uci.apply(10).then(function() {
+				const query = '?sid=' + env.sessionid + '&token=' + (env.token || '');
+				const post = function(what) { return fetch(L.url('admin/uci', what) + query, { method: 'POST' }); };
+				return post(checked ? 'apply_rollback' : 'apply_unchecked').then(function(res) {
+					if (res.status != (checked ? 200 : 204))
+						throw new Error('Apply request failed with status ' + res.status);
+					return post('confirm');
+				}).then(function() {
 					ui.addNotification(null, E('p', {}, [ 'Configuration changes applied.' ]), 'info');
 				});
 			}

@@ -9,7 +9,7 @@
 // Saving goes through uci; procd's reload trigger on the wesher config restarts what changed.
 
 const callGenerateKey = rpc.declare({
-	object: 'wesher',
+	object: 'luci.wesher',
 	method: 'generate_key'
 });
 
@@ -212,13 +212,10 @@ function checkRoutedNet(section_id, value) {
 	return null;
 }
 
+// The agent takes any CIDR here (it only widens what it accepts from others).
 function checkAcceptedNet(section_id, value) {
 	const cidr = parseCidr(value);
-	if (typeof cidr == 'string')
-		return cidr;
-	if (!sameBytes(hostBits(cidr, 0), cidr.ip.bytes))
-		return _('host bits are set (did you mean %s?)').replace('%s', formatIP(hostBits(cidr, 0)) + '/' + cidr.len);
-	return null;
+	return typeof cidr == 'string' ? cidr : null;
 }
 
 function checkAddress(section_id, value) {
@@ -388,8 +385,8 @@ return view.extend({
 		option(s, 'network', form.DynamicList, 'routed_net', _('Routed networks'),
 			_('Networks behind this node (its LAN) that the other nodes route through it.'),
 			checkRoutedNet);
-		option(s, 'network', form.DynamicList, 'accept_routed_nets', _('Accepted routed networks'),
-			_('Routed networks of other nodes to accept even when they overlap a local network.'),
+		option(s, 'network', form.DynamicList, 'accept_routed_net', _('Accepted routed networks'),
+			_('Other nodes\' routed networks to install even where they overlap this node\'s own networks, its default route or a member\'s address.'),
 			checkAcceptedNet);
 		option(s, 'network', form.Value, 'cluster_port', _('Cluster port'), _('Gossip, TCP and UDP.'),
 			only(checkPort), { placeholder: '7946' });

@@ -7,7 +7,7 @@
 // agent reports them (`wesher status --json`, schema version 1), refreshed by polling.
 
 const callStatus = rpc.declare({
-	object: 'wesher',
+	object: 'luci.wesher',
 	method: 'status'
 });
 

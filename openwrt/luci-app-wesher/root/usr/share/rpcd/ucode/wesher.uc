@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //
-// rpcd plugin behind luci-app-wesher: ubus object `wesher`.
+// rpcd plugin behind luci-app-wesher: ubus object `luci.wesher` (LuCI's naming, so that it
+// never collides with an object of wesher's own).
 //   status        -> { meshes: [ { section, enabled, interface, status, error } ] }
 //                    one entry per `config wesher` section; `status` is the agent's own
 //                    `wesher status --json` (README, "Status JSON"), `error` says why it is missing.
@@ -78,7 +79,7 @@ function mesh_status(bin, section) {
 		mesh.status = json(result.output);
 	}
 	catch (e) {
-		mesh.error = `unreadable answer from the agent: ${e}`;
+		mesh.error = `unreadable answer from the agent: ${e.message}`;
 	}
 	return mesh;
 }
@@ -109,4 +110,4 @@ const methods = {
 	}
 };
 
-return { wesher: methods };
+return { 'luci.wesher': methods };
