@@ -84,6 +84,20 @@ pub fn changes<'a>(
         .collect()
 }
 
+/// Adds `changes` to `pending`, one change per member: a newer change replaces the pending
+/// one, and a pending join stays a join when the member then updates.
+fn merge(pending: &mut Vec<Change>, changes: Vec<Change>) {
+    for mut c in changes {
+        if let Some(i) = pending.iter().position(|p| p.peer.name == c.peer.name) {
+            let old = pending.remove(i);
+            if old.event == Event::Join && c.event == Event::Update {
+                c.event = Event::Join;
+            }
+        }
+        pending.push(c);
+    }
+}
+
 /// What the I/O side must do now.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -119,18 +133,9 @@ impl Schedule {
         }
     }
 
-    /// Queue changes for the next run. A member's newer change replaces its pending one; a
-    /// pending join stays a join when the member then updates.
+    /// Queue changes for the next run.
     pub fn queue(&mut self, changes: Vec<Change>) {
-        for mut c in changes {
-            if let Some(i) = self.pending.iter().position(|p| p.peer.name == c.peer.name) {
-                let old = self.pending.remove(i);
-                if old.event == Event::Join && c.event == Event::Update {
-                    c.event = Event::Join;
-                }
-            }
-            self.pending.push(c);
-        }
+        merge(&mut self.pending, changes);
     }
 
     pub fn poll(&mut self, now: Instant) -> Option<Step> {
@@ -239,7 +244,8 @@ impl Hooks {
 
     /// The desired mesh changed; the hook runs once the system follows (`applied`).
     pub fn changed(&mut self, changes: Vec<Change>) {
-        self.unapplied.extend(changes);
+        // Bounded by the mesh while the system does not follow.
+        merge(&mut self.unapplied, changes);
     }
 
     /// The system is as the desired mesh wants it.

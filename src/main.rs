@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use wesher::agent;
 use wesher::config::{self, Command, KeyAction, PeerAction};
 use wesher::control::{self, Request, Status};
-use wesher::wireguard::Key;
 use wesher::logging;
+use wesher::wireguard::Key;
 
 fn main() -> ExitCode {
     let command = match config::parse_process() {

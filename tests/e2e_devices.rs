@@ -109,6 +109,33 @@ fn a_plain_wireguard_peer_reaches_the_mesh_through_one_node() {
             .then_some(())
             .ok_or(state)
     });
+    // A key and an address given by hand, and the QR code (by qrencode, which must be installed).
+    if common::prerequisites(&["qrencode"]) {
+        let key = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=";
+        let laptop = client(
+            n1,
+            &[
+                "peer",
+                "add",
+                "laptop",
+                "--public-key",
+                key,
+                "--overlay-addr",
+                "10.200.0.9",
+                "--qr",
+            ],
+        );
+        assert!(laptop.success(), "{laptop}");
+        assert!(!laptop.stdout.contains("PrivateKey"), "{laptop}");
+        assert!(
+            laptop.stdout.contains("Address = 10.200.0.9/32\n"),
+            "{laptop}"
+        );
+        assert!(laptop.stdout.contains('█'), "no QR code: {laptop}");
+        let removed = client(n1, &["peer", "remove", "laptop"]);
+        assert!(removed.success(), "{removed}");
+    }
+
     set_up_phone(phone, &config);
     let overlay2 = n2.overlay_addr(DEFAULT_IFACE).unwrap();
     wait_for("the phone to ping node2 through node1", CONVERGE, || {
