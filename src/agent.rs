@@ -65,6 +65,9 @@ const SESSION_RESET_DELAYS: [Duration; 3] = [
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Notifications come in bursts (our own changes make some): read back once after the burst.
 const NOTIFY_SETTLE: Duration = Duration::from_millis(200);
+/// Read-backs for notifications are at least this far apart: a router whose routing table
+/// churns (a routing daemon) must not keep us dumping it.
+const NOTIFY_MIN_GAP: Duration = Duration::from_millis(500);
 /// Retries of changes that did not take: from this, doubling, to the max.
 const RETRY_START: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -137,6 +140,7 @@ struct Agent {
     /// When to read the system back and apply what differs.
     next_reconcile: Option<Instant>,
     next_observe: Instant,
+    last_reconcile: Instant,
     retry: Duration,
     /// The last reconcile error, logged once until it changes.
     last_error: Option<String>,
@@ -384,6 +388,7 @@ impl Agent {
             mesh_dirty: false,
             next_reconcile: Some(now),
             next_observe: now + OBSERVE_INTERVAL,
+            last_reconcile: now,
             retry: RETRY_START,
             last_error: None,
             next_hosts: now + HOSTS_REFRESH,
@@ -443,7 +448,8 @@ impl Agent {
                         .as_mut()
                         .is_some_and(Notifications::drain)
                     {
-                        let soon = Instant::now() + NOTIFY_SETTLE;
+                        let soon = (Instant::now() + NOTIFY_SETTLE)
+                            .max(self.last_reconcile + NOTIFY_MIN_GAP);
                         self.next_reconcile =
                             Some(self.next_reconcile.map_or(soon, |t| t.min(soon)));
                     }
@@ -950,6 +956,7 @@ impl Agent {
     /// Read the system back, apply what differs from the desired mesh, and check it took.
     fn reconcile(&mut self, now: Instant) {
         self.next_reconcile = None;
+        self.last_reconcile = now;
         self.check_underlay(now);
         // A network that appeared or went (a LAN brought up) changes which routed nets are safe.
         if self.read_connected().is_some_and(|c| c != self.connected) {
@@ -967,7 +974,7 @@ impl Agent {
             if changes.is_empty() {
                 return Ok(left(&observed, &changes));
             }
-            debug!("applying {changes:?}");
+            debug!("applying {} changes", changes.len());
             self.system.apply(&desired, &changes)?;
             let observed = self.system.observe()?;
             let changes = reconcile::plan(&desired, &observed, self.system.endpoints());

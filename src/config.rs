@@ -881,6 +881,29 @@ fn effective<'a>(
         .map(|d| (Source::Default(opt.long), vec![d.to_string()]))
 }
 
+/// A comma-separated list of networks (flag given several times, or one variable), each checked
+/// by `check`; errors name the source and the entry.
+fn cidr_list(
+    raw: &Raw,
+    env: &dyn Fn(&str) -> Option<String>,
+    long: &str,
+    check: impl Fn(&Cidr) -> Result<(), String>,
+) -> Result<Vec<Cidr>, ConfigError> {
+    let mut nets = Vec::new();
+    if let Some((src, values)) = effective(raw, env, long) {
+        for v in &values {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let net = item
+                    .parse::<Cidr>()
+                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                check(&net).map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                nets.push(net);
+            }
+        }
+    }
+    Ok(nets)
+}
+
 fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     // The single value of an option, validated by `parse`; the error names the source.
     fn one<T>(
@@ -1027,40 +1050,20 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         "gossip-profile",
     )?;
 
-    let mut routed_nets = Vec::new();
-    if let Some((src, values)) = effective(raw, env, "routed-net") {
-        for v in &values {
-            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let net = item
-                    .parse::<Cidr>()
-                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
-                if net.network() != net.addr() {
-                    return Err(ConfigError(format!(
-                        "{src} {item:?}: host bits are set (did you mean {}/{}?)",
-                        net.network(),
-                        net.prefix_len()
-                    )));
-                }
-                if net.overlaps(&overlay_net) {
-                    return Err(ConfigError(format!(
-                        "{src} {item:?} overlaps the overlay network {overlay_net}"
-                    )));
-                }
-                routed_nets.push(net);
-            }
+    let routed_nets = cidr_list(raw, env, "routed-net", |net| {
+        if net.network() != net.addr() {
+            return Err(format!(
+                "host bits are set (did you mean {}/{}?)",
+                net.network(),
+                net.prefix_len()
+            ));
         }
-    }
-    let mut accept_routed_nets = Vec::new();
-    if let Some((src, values)) = effective(raw, env, "accept-routed-nets") {
-        for v in &values {
-            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let net = item
-                    .parse::<Cidr>()
-                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
-                accept_routed_nets.push(net);
-            }
+        if net.overlaps(&overlay_net) {
+            return Err(format!("overlaps the overlay network {overlay_net}"));
         }
-    }
+        Ok(())
+    })?;
+    let accept_routed_nets = cidr_list(raw, env, "accept-routed-nets", |_| Ok(()))?;
     let overlay_addr = one(raw, env, "overlay-addr", |s| {
         let a = ip(s)?;
         if !overlay_net.contains(a) {
