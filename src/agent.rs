@@ -161,7 +161,7 @@ struct Agent {
     /// Devices without wesher, routed through this node (`wesher peer add`).
     devices: Vec<Device>,
     /// Stored with the devices.
-    private_key: Key,
+    private_key: zeroize::Zeroizing<Key>,
     /// This node's connected networks, as the mesh last saw them.
     connected: Vec<Cidr>,
     resolver: Resolver,
@@ -264,10 +264,11 @@ impl Agent {
             )?;
 
         // Kept only for devices (their configurations name our public key); else new each start.
-        let key = match stored.wireguard_key {
+        // Zeroized when setup ends; the device (and, with devices, the state) keeps the others.
+        let key = zeroize::Zeroizing::new(match stored.wireguard_key {
             Some(k) if !stored.devices.is_empty() => k,
             _ => Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
-        };
+        });
         let meta = LocalMeta {
             overlay,
             public_key: key.public_key(),
@@ -299,7 +300,7 @@ impl Agent {
         // Set up in full once here, so that a bad start fails at once; later rounds repair.
         let configured = Backend::open(&cfg.interface).and_then(|mut wg| {
             wg.set_device(&DeviceConfig {
-                private_key: key,
+                private_key: *key,
                 listen_port: cfg.wireguard_port,
             })?;
             rtnl.add_address(link, overlay, host_prefix(overlay))?;
@@ -316,7 +317,7 @@ impl Agent {
                 return Err(AgentError(e.to_string()));
             }
         };
-        let system = System::new(&cfg.interface, rtnl, wg, link, key);
+        let system = System::new(&cfg.interface, rtnl, wg, link, *key);
 
         let now = Instant::now();
         let membership = Membership::new(
@@ -1100,7 +1101,8 @@ impl Agent {
                 Ok(outcome) => {
                     for name in outcome.skipped {
                         warn!(
-                            "member name {name:?} cannot be written to {}",
+                            "member name {name:?} not written to {}: not a hostname, or a name \
+                             that lines wesher does not manage already use",
                             path.display()
                         );
                     }
@@ -1138,7 +1140,7 @@ impl Agent {
                 .collect(),
             nodes,
             devices: self.devices.clone(),
-            wireguard_key: (!self.devices.is_empty()).then_some(self.private_key),
+            wireguard_key: (!self.devices.is_empty()).then_some(*self.private_key),
         };
         self.persist.offer(state);
     }
