@@ -149,6 +149,7 @@ fn status_json_fields_are_the_documented_ones() {
         interface: "wgoverlay".into(),
         node: member.clone(),
         members: vec![member],
+        counters: Default::default(),
     };
     let Ok(Value::Object(top)) =
         miniserde::json::from_str::<Value>(&miniserde::json::to_string(&status))
