@@ -1,14 +1,15 @@
-//! The wesher agent: one thread, one mio loop.
+//! The wesher agent: one thread, one mio loop, and the wiring of the parts.
 //!
-//! The loop owns the gossip sockets (through `Transport`), the signal pipe and the clock. It moves
-//! bytes and deadlines between the sockets and the membership core, turns membership events into
-//! mesh changes, and applies them through the WireGuard backend, rtnetlink and the hosts file.
-//! Netlink and UAPI calls are short blocking request/replies on local sockets.
+//! The loop owns the gossip sockets (through `Transport`), the rtnetlink notifications, the
+//! signal pipe and the clock. Membership events become the desired mesh (`desired`, `mesh`);
+//! `reconcile::plan` compares it with what `system` reads back and `system` applies the
+//! difference, again after failures (with backoff), on a period, and at once when rtnetlink
+//! says a link, address or route changed. Joins are scheduled by `join`, state writes by
+//! `persist`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,42 +20,36 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::config::{Bind, Config, GossipProfile, JoinAddr};
 use crate::control::{self, MemberStatus, Request, Status};
+use crate::desired::{self, Candidate, Collision};
+use crate::devices::{self, Device};
+use crate::hooks::{self, Hooks};
 use crate::hosts::{self, HostEntry};
+use crate::join::{self, Action, Kind, Scheduler, View};
 use crate::membership::{self, Event, Keyring, Member, MemberState, Membership, Timing};
-use crate::mesh::{host_prefix, Changes, Local, Mesh, Peer, Refused};
-use crate::netlink::{self, Netlink};
-use crate::nodemeta::{Extra, ExtraValue, NodeMeta};
-use crate::overlay::{self, Cidr, MoveReason};
+use crate::mesh::{host_prefix, Local, Mesh, Peer, Refused};
+use crate::meta::{LocalMeta, PeerMeta};
+use crate::metrics::Counters;
+use crate::netlink::Netlink;
+use crate::overlay::{self, Cidr};
+use crate::persist::Persist;
+use crate::reconcile::{self, Desired};
+use crate::resolver::{Answer, Resolver};
+use crate::rtnotify::Notifications;
 use crate::state::{self, KeySource, State, StoredNode};
+use crate::system::System;
 use crate::transport::{self, Transport};
 use crate::wireguard::{Backend, DeviceConfig, Key};
 
 const SIGNALS: Token = Token(0);
 /// The control socket's listener; its connections take the tokens after it.
 const CONTROL: Token = Token(1);
+/// rtnetlink notifications: below the transport's tokens, above the control socket's.
+const NOTIFY: Token = Token(1000);
+/// The resolver thread's answers.
+const RESOLVER: Token = Token(1001);
 
-/// Go wesher's join backoff: 0.5 s, times 1.5, at most 60 s. Unlike Go we never give up.
-const JOIN_BACKOFF_START: Duration = Duration::from_millis(500);
-const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// How often lost members and configured addresses are re-joined (split-brain healing).
-const REJOIN_INTERVAL: Duration = Duration::from_secs(30);
-/// How long the address of a member that failed (not one that left) is kept for re-joins: long
-/// enough for a cut between two sites to be repaired, short enough not to knock forever on the
-/// door of a node that is gone for good.
-const FORGET_FAILED_AFTER: Duration = Duration::from_secs(24 * 3600);
-/// At most this many failed addresses are kept; the oldest go first.
-const MAX_FAILED: usize = 256;
 /// How long a graceful leave may take before we exit anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The gob field that carries routed networks; Go nodes ignore fields they do not know.
-const ROUTED_NETS_FIELD: &str = "RoutedNets";
-/// The gob field listing what this implementation does differently from Go wesher.
-const CAPS_FIELD: &str = "Caps";
-/// We keep WireGuard sessions across membership events; a member without it (Go wesher)
-/// replaces its whole peer list, and so drops every session, at each event.
-const CAP_KEEPS_SESSIONS: &str = "keeps-sessions";
-/// The overlay address was set by hand (`--overlay-addr`): a derived address yields to it.
-const CAP_FIXED_OVERLAY: &str = "fixed-overlay";
 /// When, after a membership event, to reset our sessions with such members: once they have
 /// processed the same event (gossip takes up to a few hundred milliseconds per hop), and again
 /// in case one of them heard of it late. Measured against Go wesher: without the resets, traffic
@@ -64,6 +59,25 @@ const SESSION_RESET_DELAYS: [Duration; 3] = [
     Duration::from_millis(1500),
     Duration::from_secs(3),
 ];
+/// How often the system is read back when nothing says it changed: a few small netlink dumps
+/// and one WireGuard read, cheap on a router. Catches what sends no notification (a peer
+/// removed from wireguard-go by hand).
+const OBSERVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Notifications come in bursts (our own changes make some): read back once after the burst.
+const NOTIFY_SETTLE: Duration = Duration::from_millis(200);
+/// Read-backs for notifications are at least this far apart: a router whose routing table
+/// churns (a routing daemon) must not keep us dumping it.
+const NOTIFY_MIN_GAP: Duration = Duration::from_millis(500);
+/// Retries of changes that did not take: from this, doubling, to the max.
+const RETRY_START: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long the leave that precedes a new underlay address may take (memberlist takes a new
+/// address only from a member that left).
+const MOVE_LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// When another agent holds the hosts-file lock, the write is tried again after this.
+const HOSTS_BUSY_RETRY: Duration = Duration::from_millis(300);
+/// Hosts-file lines are put back this often if another tool rewrote the file.
+const HOSTS_REFRESH: Duration = join::REJOIN_INTERVAL;
 
 /// A fatal agent error: what failed and why, for `wesher: error: ...`.
 #[derive(Debug)]
@@ -97,15 +111,13 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
     result
 }
 
-/// Where a join attempt stands.
-struct Joining {
-    /// Addresses as configured (`--join`) or resumed from the state file.
-    targets: Vec<JoinAddr>,
-    backoff: Duration,
-    next_attempt: Option<Instant>,
-    /// Join results still expected from the current attempt, and whether one succeeded.
-    pending: usize,
-    succeeded: bool,
+/// A move to a new underlay address, waiting for the leave that must come first.
+struct Move {
+    to: SocketAddr,
+    bind: IpAddr,
+    deadline: Instant,
+    /// Members to join again at the new address.
+    rejoin: Vec<SocketAddr>,
 }
 
 struct Agent {
@@ -113,27 +125,48 @@ struct Agent {
     name: String,
     overlay: IpAddr,
     public_key: Key,
-    link: u32,
-    rtnl: Netlink,
-    wg: Backend,
+    system: System,
     membership: Membership,
     transport: Transport,
     mesh: Mesh,
     hosts_path: Option<PathBuf>,
-    joining: Joining,
-    next_rejoin: Instant,
-    state_dirty: bool,
+    joins: Scheduler,
+    persist: Persist,
     leave_deadline: Option<Instant>,
     control: Option<control::Server>,
-    /// Membership changed since the mesh was last reconciled.
+    notifications: Option<Notifications>,
+    /// Membership changed since the desired mesh was last computed.
     mesh_dirty: bool,
-    /// Addresses of members that failed, with when: memberlist forgets dead members after a while,
-    /// but the other half of a split cluster must still be found once the cut heals.
-    failed: BTreeMap<SocketAddr, Instant>,
+    /// When to read the system back and apply what differs.
+    next_reconcile: Option<Instant>,
+    next_observe: Instant,
+    last_reconcile: Instant,
+    retry: Duration,
+    /// The last reconcile error, logged once until it changes.
+    last_error: Option<String>,
+    next_hosts: Instant,
     /// Pending resets of the sessions with members that drop theirs at membership events.
     session_resets: Vec<Instant>,
     /// Refusals already logged, so each is logged once.
     refused: Vec<(String, Refused)>,
+    /// The underlay address is not known yet (no uplink at start): no joins until it is.
+    no_underlay: bool,
+    moving: Option<Move>,
+    /// The gossip sockets must move to this bind address (the underlay address changed).
+    rebind_to: Option<IpAddr>,
+    /// `--on-change`.
+    hooks: Option<Hooks>,
+    /// Join requests sent, for the metrics.
+    join_attempts: u64,
+    /// Devices without wesher, routed through this node (`wesher peer add`).
+    devices: Vec<Device>,
+    /// Stored with the devices.
+    private_key: zeroize::Zeroizing<Key>,
+    /// This node's connected networks, as the mesh last saw them.
+    connected: Vec<Cidr>,
+    resolver: Resolver,
+    /// The literal addresses of a lookup the resolver thread is finishing.
+    pending_lookup: Vec<SocketAddr>,
 }
 
 impl Agent {
@@ -180,12 +213,25 @@ impl Agent {
         let mut initial = stored.clone();
         initial.cluster_key = Some(cluster_key);
         initial.extra_keys.retain(|k| *k != cluster_key);
-        // Written at once so a generated key survives a crash before the first member joins.
-        state::save(&cfg.state_dir, &cfg.interface, &initial)
-            .map_err(|e| AgentError(e.to_string()))?;
+        if initial != stored || source == KeySource::Generated {
+            // Written at once so a generated key survives a crash before the first member joins.
+            state::save(&cfg.state_dir, &cfg.interface, &initial)
+                .map_err(|e| AgentError(e.to_string()))?;
+        }
 
         let mut rtnl = Netlink::open().map_err(|e| fail("opening rtnetlink", e))?;
-        let (bind_ip, advertise_ip) = bind_addresses(&cfg, &mut rtnl)?;
+        let underlay = bind_addresses(&cfg, &mut rtnl)?;
+        let no_underlay = underlay.is_none();
+        let (bind_ip, advertise_ip) = underlay.unwrap_or_else(|| {
+            warn!(
+                "no usable underlay address or route yet; waiting for one before joining \
+                 (set --bind-addr to choose one)"
+            );
+            (
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            )
+        });
         let advertise = SocketAddr::new(
             cfg.advertise_addr.unwrap_or(advertise_ip),
             cfg.advertise_port.unwrap_or(cfg.cluster_port),
@@ -217,13 +263,20 @@ impl Agent {
                 },
             )?;
 
-        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
-        let meta = local_meta(
+        // Kept only for devices (their configurations name our public key); else new each start.
+        // Zeroized when setup ends; the device (and, with devices, the state) keeps the others.
+        let key = zeroize::Zeroizing::new(match stored.wireguard_key {
+            Some(k) if !stored.devices.is_empty() => k,
+            _ => Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
+        });
+        let meta = LocalMeta {
             overlay,
-            &key.public_key(),
-            &cfg.routed_nets,
-            cfg.overlay_addr.is_some(),
-        )?;
+            public_key: key.public_key(),
+            routed: devices::advertised(&cfg.routed_nets, &initial.devices),
+            fixed_overlay: cfg.overlay_addr.is_some(),
+        }
+        .encode()
+        .map_err(AgentError)?;
         let timing = match cfg.gossip_profile {
             GossipProfile::Wan => Timing::wan(),
             GossipProfile::Lan => Timing::lan(),
@@ -244,15 +297,17 @@ impl Agent {
             .create_wireguard(&cfg.interface)
             .map_err(|e| AgentError(e.to_string()))?
             .index;
+        // Set up in full once here, so that a bad start fails at once; later rounds repair.
         let configured = Backend::open(&cfg.interface).and_then(|mut wg| {
             wg.set_device(&DeviceConfig {
-                private_key: key,
+                private_key: *key,
                 listen_port: cfg.wireguard_port,
             })?;
-            configure_link(&mut rtnl, link, overlay, cfg.mtu)?;
+            rtnl.add_address(link, overlay, host_prefix(overlay))?;
+            rtnl.set_mtu_up(link, cfg.mtu)?;
             Ok(wg)
         });
-        let agent_wg = match configured {
+        let wg = match configured {
             Ok(wg) => wg,
             Err(e) => {
                 // A link we made is ours to remove; one a userspace daemon made is left to it.
@@ -262,7 +317,9 @@ impl Agent {
                 return Err(AgentError(e.to_string()));
             }
         };
+        let system = System::new(&cfg.interface, rtnl, wg, link, *key);
 
+        let now = Instant::now();
         let membership = Membership::new(
             membership::Config {
                 name: name.clone(),
@@ -271,7 +328,7 @@ impl Agent {
                 timing,
                 meta,
             },
-            Instant::now(),
+            now,
             seed,
         );
         let targets = if cfg.join.is_empty() {
@@ -286,7 +343,7 @@ impl Agent {
         } else {
             cfg.join.clone()
         };
-        let hosts_path = (!cfg.no_etc_hosts).then(|| PathBuf::from(hosts::DEFAULT_PATH));
+        let hosts_path = (!cfg.no_etc_hosts).then(|| cfg.hosts_file.clone());
         info!(
             "node {name}: overlay {overlay}, gossip {advertise} (bound to {bind_ip}), interface {}",
             cfg.interface
@@ -303,33 +360,51 @@ impl Agent {
                 None
             }
         };
-        let now = Instant::now();
+        let resolver = Resolver::start(poll.registry(), RESOLVER)
+            .map_err(|e| fail("starting the resolver thread", e))?;
+        // Without notifications, the periodic read-back still repairs, only later.
+        let notifications = match Notifications::open(poll.registry(), NOTIFY) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                warn!(
+                    "rtnetlink notifications: {e}; changes are noticed every {OBSERVE_INTERVAL:?}"
+                );
+                None
+            }
+        };
         Ok(Agent {
             name,
             overlay,
             public_key: key.public_key(),
-            link,
-            rtnl,
-            wg: agent_wg,
+            system,
             membership,
             transport,
             mesh: Mesh::default(),
             hosts_path,
-            joining: Joining {
-                next_attempt: (!targets.is_empty()).then_some(now),
-                targets,
-                backoff: JOIN_BACKOFF_START,
-                pending: 0,
-                succeeded: false,
-            },
-            next_rejoin: now + REJOIN_INTERVAL,
-            state_dirty: false,
+            joins: Scheduler::new(now, targets),
+            persist: Persist::new(Some(initial)),
             leave_deadline: None,
             control,
+            notifications,
             mesh_dirty: false,
-            failed: BTreeMap::new(),
+            next_reconcile: Some(now),
+            next_observe: now + OBSERVE_INTERVAL,
+            last_reconcile: now,
+            retry: RETRY_START,
+            last_error: None,
+            next_hosts: now + HOSTS_REFRESH,
             session_resets: Vec::new(),
             refused: Vec::new(),
+            no_underlay,
+            moving: None,
+            rebind_to: None,
+            hooks: cfg.on_change.clone().map(Hooks::new),
+            join_attempts: 0,
+            devices: stored.devices,
+            private_key: key,
+            connected: Vec::new(),
+            resolver,
+            pending_lookup: Vec::new(),
             cfg,
         })
     }
@@ -342,9 +417,6 @@ impl Agent {
             self.on_timers(now);
             transport::pump(&mut self.membership, &mut self.transport, now);
             self.drain_events(now);
-            if self.state_dirty {
-                self.save_state();
-            }
             if let Some(deadline) = self.leave_deadline {
                 if self.membership.leave_done() || now >= deadline {
                     return Ok(());
@@ -371,6 +443,22 @@ impl Agent {
                         self.membership.leave(now);
                         self.leave_deadline = Some(now + LEAVE_TIMEOUT);
                     }
+                } else if event.token() == NOTIFY {
+                    if self
+                        .notifications
+                        .as_mut()
+                        .is_some_and(Notifications::drain)
+                    {
+                        let soon = (Instant::now() + NOTIFY_SETTLE)
+                            .max(self.last_reconcile + NOTIFY_MIN_GAP);
+                        self.next_reconcile =
+                            Some(self.next_reconcile.map_or(soon, |t| t.min(soon)));
+                    }
+                } else if event.token() == RESOLVER {
+                    let now = Instant::now();
+                    while let Some(answer) = self.resolver.poll() {
+                        self.run_joins(now, Some(answer));
+                    }
                 } else if self.control.as_ref().is_some_and(|c| c.owns(event.token())) {
                     self.on_control(poll.registry(), event.token());
                 } else {
@@ -381,6 +469,7 @@ impl Agent {
             for input in inputs.drain(..) {
                 self.membership.handle_input(now, input);
             }
+            self.rebind(poll.registry());
         }
     }
 
@@ -401,6 +490,7 @@ impl Agent {
             Request::KeyInstall(k) => (k, "installed"),
             Request::KeyUse(k) => (k, "in use"),
             Request::KeyRemove(k) => (k, "removed"),
+            _ => return self.answer_peer(request),
         };
         let key = crate::base64::decode_key(key)?;
         let keyring = self.membership.keyring_mut();
@@ -413,12 +503,93 @@ impl Agent {
             "cluster key {done} (the keyring holds {} keys)",
             keyring.keys().len()
         );
-        self.state_dirty = true;
+        // A key change is rare and must survive a crash: written at once, not debounced.
+        self.offer_state();
+        if let Some(state) = self.persist.flush() {
+            self.save_state(Instant::now(), state);
+        }
         Ok(format!("{done}\n"))
     }
 
+    /// `wesher peer add|list|remove`: devices without wesher.
+    fn answer_peer(&mut self, request: Request) -> Result<String, String> {
+        match request {
+            Request::PeerAdd {
+                name,
+                public_key,
+                overlay,
+            } => {
+                let key = Key::from_base64(&public_key).map_err(|e| e.to_string())?;
+                let wanted = match overlay {
+                    Some(s) => Some(
+                        s.parse::<IpAddr>()
+                            .map_err(|_| format!("{s:?} is not an IP address"))?,
+                    ),
+                    None => None,
+                };
+                let peers: Vec<&Peer> = self.mesh.peers().collect();
+                let mut names: Vec<&str> = self.membership.members().map(|m| &*m.name).collect();
+                names.extend(self.devices.iter().map(|d| &*d.name));
+                let mut keys = vec![self.public_key];
+                keys.extend(peers.iter().map(|p| p.public_key));
+                keys.extend(self.devices.iter().map(|d| d.public_key));
+                let mut overlays = vec![self.overlay];
+                for p in &peers {
+                    overlays.push(p.overlay);
+                    // Other nodes' devices.
+                    overlays.extend(p.routed.iter().map(|n| n.network()));
+                }
+                overlays.extend(self.devices.iter().map(|d| d.overlay));
+                let taken = devices::Taken {
+                    names: &names,
+                    keys: &keys,
+                    overlays: &overlays,
+                };
+                let device = devices::admit(&self.cfg.overlay_net, &name, key, wanted, &taken)?;
+                info!("device {name} added: overlay {}", device.overlay);
+                let mut allowed = vec![self.cfg.overlay_net];
+                allowed.extend(self.cfg.routed_nets.iter().copied());
+                for p in &peers {
+                    let nets = p
+                        .routed
+                        .iter()
+                        .filter(|n| !n.overlaps(&self.cfg.overlay_net));
+                    allowed.extend(nets.copied());
+                }
+                let endpoint =
+                    SocketAddr::new(self.membership.local().addr.ip(), self.cfg.wireguard_port);
+                let config = devices::wg_quick(&device, self.public_key, endpoint, &allowed);
+                self.devices.push(device);
+                self.devices_changed();
+                Ok(config)
+            }
+            Request::PeerRemove(name) => {
+                let before = self.devices.len();
+                self.devices.retain(|d| d.name != name);
+                if self.devices.len() == before {
+                    return Err(format!("no device {name:?} on this node"));
+                }
+                info!("device {name} removed");
+                self.devices_changed();
+                Ok("removed\n".into())
+            }
+            _ => Ok(self
+                .devices
+                .iter()
+                .map(|d| format!("{} {} {}\n", d.name, d.overlay, d.public_key.to_base64()))
+                .collect()),
+        }
+    }
+
+    /// Devices came or went: announce them, store them, apply them.
+    fn devices_changed(&mut self) {
+        self.announce(Instant::now());
+        self.offer_state();
+        self.mesh_dirty = true;
+    }
+
     fn status(&mut self) -> Status {
-        let peers = match self.wg.peers() {
+        let peers = match self.system.wg().and_then(|wg| wg.peers()) {
             Ok(p) => p,
             Err(e) => {
                 warn!("reading WireGuard peers for status: {e}");
@@ -454,19 +625,32 @@ impl Agent {
             .map(describe)
             .collect();
         Status {
+            version: control::STATUS_VERSION,
             interface: self.cfg.interface.clone(),
             node,
             members,
+            counters: Counters::new(
+                self.membership.stats(),
+                self.transport.stats(),
+                self.join_attempts,
+            ),
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.membership.next_deadline(),
-            self.joining.next_attempt,
-            Some(self.next_rejoin),
+            (!self.no_underlay && self.moving.is_none())
+                .then(|| self.joins.next_deadline())
+                .flatten(),
+            self.next_reconcile,
+            Some(self.next_observe),
+            Some(self.next_hosts),
+            self.persist.next_deadline(),
             self.session_resets.first().copied(),
+            self.moving.as_ref().map(|m| m.deadline),
             self.leave_deadline,
+            self.hooks.as_ref().and_then(Hooks::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -480,6 +664,24 @@ impl Agent {
         if self.leave_deadline.is_some() {
             return;
         }
+        if let Some(state) = self.persist.due(now) {
+            self.save_state(now, state);
+        }
+        if now >= self.next_observe {
+            self.next_observe = now + OBSERVE_INTERVAL;
+            self.next_reconcile.get_or_insert(now);
+            self.check_underlay(now);
+        }
+        if self.next_reconcile.is_some_and(|t| t <= now) {
+            self.reconcile(now);
+        }
+        if self
+            .moving
+            .as_ref()
+            .is_some_and(|m| now >= m.deadline || self.membership.leave_done())
+        {
+            self.finish_move(now);
+        }
         if self.session_resets.first().is_some_and(|t| *t <= now) {
             self.session_resets.remove(0);
             let resets = self.mesh.session_resets();
@@ -488,98 +690,97 @@ impl Agent {
                     "resetting WireGuard sessions with {} Go wesher peers",
                     resets.len() / 2
                 );
-                if let Err(e) = self.wg.apply(&resets) {
-                    warn!(
+                if let Err(e) = self.system.wg().and_then(|wg| wg.apply(&resets)) {
+                    debug!(
                         "resetting WireGuard sessions on {}: {e}",
                         self.cfg.interface
                     );
                 }
             }
         }
-        if self.joining.next_attempt.is_some_and(|t| t <= now) {
-            self.joining.next_attempt = None;
-            let addrs = self.resolve(&self.joining.targets);
-            if addrs.is_empty() {
-                warn!(
-                    "join: none of {:?} resolved; retrying",
-                    self.joining.targets
-                );
-                self.schedule_join_retry(now);
-            } else {
-                info!("joining {addrs:?}");
-                self.joining.pending = addrs.len();
-                self.joining.succeeded = false;
-                self.membership.join(now, &addrs);
-            }
+        if !self.no_underlay && self.moving.is_none() {
+            self.run_joins(now, None);
         }
-        if now >= self.next_rejoin {
-            self.next_rejoin = now + REJOIN_INTERVAL;
-            self.rejoin_lost(now);
+        if now >= self.next_hosts {
+            self.next_hosts = now + HOSTS_REFRESH;
             // Puts back our lines if another tool rewrote the file; a no-op when they are there.
             self.write_hosts();
         }
-    }
-
-    /// Re-join the join targets (configured, or the stored members when none were) and lost
-    /// members that are not alive members now, so two halves of a cut cluster find each other
-    /// again once the link is back, also after memberlist has forgotten the dead.
-    fn rejoin_lost(&mut self, now: Instant) {
-        if self.joining.pending > 0 || self.joining.next_attempt.is_some() {
-            return;
-        }
-        let alive: Vec<SocketAddr> = self
-            .membership
-            .members()
-            .filter(|m| m.state == MemberState::Alive)
-            .map(|m| m.addr)
-            .collect();
-        self.failed
-            .retain(|_, at| now.duration_since(*at) < FORGET_FAILED_AFTER);
-        let mut lost: Vec<SocketAddr> = self
-            .membership
-            .members()
-            .filter(|m| matches!(m.state, MemberState::Dead | MemberState::Left))
-            .map(|m| m.addr)
-            .chain(self.failed.keys().copied())
-            .collect();
-        // `alive` includes this node: alone, it may look hostnames up again.
-        let targets = rejoin_targets(&self.joining.targets, alive.len() <= 1);
-        lost.extend(self.resolve(&targets));
-        lost.retain(|a| !alive.contains(a));
-        lost.sort();
-        lost.dedup();
-        if !lost.is_empty() {
-            debug!("re-joining lost or configured members {lost:?}");
-            self.membership.join(now, &lost);
+        if let Some(h) = &mut self.hooks {
+            let node = hooks::Node {
+                interface: &self.cfg.interface,
+                name: &self.name,
+                overlay: self.overlay,
+            };
+            h.on_timer(now, &node, &self.mesh);
         }
     }
 
-    fn schedule_join_retry(&mut self, now: Instant) {
-        self.joining.next_attempt = Some(now + self.joining.backoff);
-        self.joining.backoff = (self.joining.backoff * 3 / 2).min(JOIN_BACKOFF_MAX);
+    /// Runs the join scheduler; `answer` is a lookup the resolver thread finished.
+    fn run_joins(&mut self, now: Instant, answer: Option<Answer>) {
+        let (alive, lost) = self.member_addrs();
+        let view = View {
+            alive: &alive,
+            lost: &lost,
+        };
+        let mut action = match answer {
+            Some(mut answer) => {
+                answer.addrs.append(&mut self.pending_lookup);
+                self.lookup_errors(&answer);
+                self.joins.resolved(now, &view, answer.addrs)
+            }
+            None => self.joins.poll(now, &view),
+        };
+        while let Some(a) = action {
+            action = match a {
+                Action::Resolve(targets) => {
+                    match self.resolver.lookup(&targets, self.cfg.cluster_port) {
+                        Ok(answer) => {
+                            self.lookup_errors(&answer);
+                            self.joins.resolved(now, &view, answer.addrs)
+                        }
+                        Err(partial) => {
+                            // The names are being looked up: the answer resumes this.
+                            self.pending_lookup = partial.addrs;
+                            None
+                        }
+                    }
+                }
+                Action::Join(addrs) => {
+                    debug!("joining {addrs:?}");
+                    self.join_attempts += addrs.len() as u64;
+                    self.membership.join(now, &addrs);
+                    self.joins.poll(now, &view)
+                }
+            };
+        }
     }
 
-    /// Resolve join targets; the port defaults to our cluster port.
-    fn resolve(&self, targets: &[JoinAddr]) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
-        for target in targets {
-            match resolve_target(&target.host, target.port_or(self.cfg.cluster_port)) {
-                Ok(addrs) => out.extend(addrs),
-                Err(e) => warn!("join target {target}: {e}"),
+    fn lookup_errors(&self, answer: &Answer) {
+        for e in &answer.errors {
+            warn!("join target {e}");
+        }
+    }
+
+    /// Addresses of alive members (this node included) and of dead or left ones.
+    fn member_addrs(&self) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        let (mut alive, mut lost) = (Vec::new(), Vec::new());
+        for m in self.membership.members() {
+            match m.state {
+                MemberState::Alive | MemberState::Suspect => alive.push(m.addr),
+                MemberState::Dead | MemberState::Left => lost.push(m.addr),
             }
         }
-        out.sort();
-        out.dedup();
-        out
+        (alive, lost)
     }
 
     fn drain_events(&mut self, now: Instant) {
         while let Some(event) = self.membership.poll_event() {
             match event {
                 Event::Join(m) | Event::Update(m) => {
-                    self.failed.remove(&m.addr);
+                    self.joins.member_alive(m.addr);
                     // Checked here so a bad blob is reported once per change, not per reconcile.
-                    if let Err(e) = peer_meta(&m) {
+                    if let Err(e) = PeerMeta::of(&m) {
                         if m.meta.is_empty() {
                             // Go wesher's first alive carries no metadata; the update that follows does.
                             debug!("member {} has no metadata yet", m.name);
@@ -591,7 +792,7 @@ impl Agent {
                 }
                 Event::Leave(m) => {
                     if m.state == MemberState::Dead {
-                        self.remember_failed(m.addr, now);
+                        self.joins.member_failed(now, m.addr);
                     }
                     info!(
                         "member {} ({}) left the mesh ({:?})",
@@ -605,201 +806,290 @@ impl Agent {
         if self.mesh_dirty {
             self.mesh_dirty = false;
             self.session_resets = SESSION_RESET_DELAYS.iter().map(|d| now + *d).collect();
-            self.sync_mesh(now);
-            self.state_dirty = true;
+            self.update_mesh(now);
+            self.offer_state();
         }
     }
 
-    /// Bring WireGuard, routes and hosts in line with the current members.
-    fn sync_mesh(&mut self, now: Instant) {
-        let members: Vec<(Member, NodeMeta)> = self
+    fn join_result(&mut self, now: Instant, addr: SocketAddr, result: Result<usize, String>) {
+        let kind = self.joins.result(now, addr, result.is_ok());
+        match (result, kind) {
+            (Ok(n), _) => info!("joined through {addr}: learned {n} members"),
+            // Re-joins of lost members are expected to fail: not news.
+            (Err(e), Some(Kind::Rejoin) | None) => debug!("re-join through {addr} failed: {e}"),
+            (Err(e), Some(Kind::First)) if e.contains("decrypt") => {
+                warn!(
+                    "join through {addr} failed: {e} (is the cluster key the same on both nodes?)"
+                )
+            }
+            (Err(e), Some(Kind::First)) => warn!("join through {addr} failed: {e}"),
+        }
+        if let Some(delay) = self.joins.retrying_in() {
+            warn!(
+                "could not join any of {:?}; retrying in {delay:?}",
+                self.joins.targets()
+            );
+        }
+    }
+
+    /// The desired mesh from the current members: our overlay address after the collision
+    /// policy (announced when it moves), then the accepted peers; the system follows.
+    fn update_mesh(&mut self, now: Instant) {
+        let members: Vec<Candidate> = self
             .membership
             .members()
             .filter(|m| {
                 m.name != self.name && matches!(m.state, MemberState::Alive | MemberState::Suspect)
             })
-            .filter_map(|m| peer_meta(m).ok().map(|meta| (m.clone(), meta)))
-            .collect();
-        self.resolve_collision(now, &members);
-        let keepalive =
-            (self.cfg.persistent_keepalive > 0).then_some(self.cfg.persistent_keepalive);
-        let want = members
-            .iter()
-            .filter_map(|(m, meta)| {
-                let public_key = Key::from_base64(&meta.pub_key).ok()?;
-                Some(Peer {
+            .filter_map(|m| {
+                let meta = PeerMeta::of(m).ok()?;
+                Some(Candidate {
                     name: m.name.clone(),
-                    overlay: meta.overlay_addr,
-                    public_key,
-                    endpoint: SocketAddr::new(m.addr.ip(), self.cfg.wireguard_port),
-                    routed: routed_nets(meta),
-                    keepalive,
-                    resets_sessions: !has_cap(meta, CAP_KEEPS_SESSIONS),
-                    fixed_overlay: has_cap(meta, CAP_FIXED_OVERLAY),
+                    addr: m.addr,
+                    meta,
                 })
             })
             .collect();
+        let hand_set = self.cfg.overlay_addr.is_some();
+        match desired::collision(
+            &self.cfg.overlay_net,
+            &self.name,
+            self.overlay,
+            hand_set,
+            &members,
+        ) {
+            Some(Collision::HandSet { with }) => error!(
+                "overlay address {} set by --overlay-addr is also advertised by {with}; \
+                 one of the two must change",
+                self.overlay
+            ),
+            Some(Collision::Move { to, with }) => {
+                error!(
+                    "overlay address {} collides with member {with}, whose claim wins (set by \
+                     hand, or its name sorts first); moving to {to}",
+                    self.overlay
+                );
+                self.overlay = to;
+                self.announce(now);
+            }
+            None => {}
+        }
+        let keepalive =
+            (self.cfg.persistent_keepalive > 0).then_some(self.cfg.persistent_keepalive);
+        let want = desired::peers(&members, self.cfg.wireguard_port, keepalive);
+        if let Some(c) = self.read_connected() {
+            self.connected = c;
+        }
         let local = Local {
             overlay: self.overlay,
             overlay_net: self.cfg.overlay_net,
-            routed: self.cfg.routed_nets.clone(),
+            routed: devices::advertised(&self.cfg.routed_nets, &self.devices),
+            connected: self.connected.clone(),
+            accept: self.cfg.accept_routed_nets.clone(),
         };
-        let result = self.mesh.reconcile(want, &local);
+        let before: Vec<Peer> = match self.hooks {
+            Some(_) => self.mesh.peers().cloned().collect(),
+            None => Vec::new(),
+        };
+        let result = self.mesh.accept(want, &local);
+        if let Some(h) = &mut self.hooks {
+            h.changed(hooks::changes(&before, self.mesh.peers()));
+        }
         for (name, why) in &result.refused {
             if !self.refused.contains(&(name.clone(), why.clone())) {
                 error!("member {name}: {why}");
             }
         }
         self.refused = result.refused;
-        if !result.changes.is_empty() {
-            info!(
-                "mesh: {} peers; applying {} WireGuard changes, {} route additions, {} route removals",
-                self.mesh.peers().count(),
-                result.changes.wireguard.len(),
-                result.changes.routes_add.len(),
-                result.changes.routes_del.len()
-            );
-        }
-        self.apply(result.changes);
-    }
-
-    /// Move our overlay address when another member holds it and wins by name order, and tell
-    /// everyone. Go peers follow because they use the advertised address.
-    fn resolve_collision(&mut self, now: Instant, members: &[(Member, NodeMeta)]) {
-        let others: Vec<(String, IpAddr)> = members
-            .iter()
-            .map(|(m, meta)| (m.name.clone(), meta.overlay_addr))
-            .collect();
-        // A hand-set address wins over our derived one whatever the names; between two derived
-        // (or two hand-set) addresses, name order decides.
-        let fixed_holder = members
-            .iter()
-            .find(|(_, meta)| meta.overlay_addr == self.overlay && has_cap(meta, CAP_FIXED_OVERLAY))
-            .map(|(m, _)| m.name.clone());
-        let taken: Vec<IpAddr> = others.iter().map(|(_, ip)| *ip).collect();
-        let mv = match fixed_holder {
-            Some(with) if self.cfg.overlay_addr.is_none() => {
-                overlay::first_free(&self.cfg.overlay_net, &self.name, &taken).map(|to| {
-                    overlay::Move {
-                        to,
-                        reason: MoveReason::Collision { with },
-                    }
-                })
-            }
-            _ => overlay::must_move(&self.cfg.overlay_net, &self.name, self.overlay, &others),
-        };
-        let Some(mv) = mv else {
-            return;
-        };
-        let MoveReason::Collision { with } = mv.reason else {
-            return; // reserved addresses were avoided at start
-        };
-        if self.cfg.overlay_addr.is_some() {
-            error!(
-                "overlay address {} set by --overlay-addr is also advertised by {with}; \
-                 one of the two must change",
-                self.overlay
-            );
-            return;
-        }
-        error!(
-            "overlay address {} collides with member {with}, whose claim wins (set by hand, or \
-             its name sorts first); moving to {}",
-            self.overlay, mv.to
-        );
-        // Only a derived address moves, so the new one is not fixed either.
-        let meta = match local_meta(mv.to, &self.public_key, &self.cfg.routed_nets, false) {
-            Ok(m) => m,
-            Err(e) => {
-                error!("{e}");
-                return;
-            }
-        };
-        let (old, new) = (
-            (self.overlay, host_prefix(self.overlay)),
-            (mv.to, host_prefix(mv.to)),
-        );
-        if let Err(e) = self
-            .rtnl
-            .add_address(self.link, new.0, new.1)
-            .and_then(|()| self.rtnl.del_address(self.link, old.0, old.1))
-        {
-            error!("moving the overlay address on {}: {e}", self.cfg.interface);
-        }
-        self.overlay = mv.to;
-        self.membership.set_meta(now, meta);
-    }
-
-    fn remember_failed(&mut self, addr: SocketAddr, now: Instant) {
-        self.failed.insert(addr, now);
-        if self.failed.len() > MAX_FAILED {
-            if let Some(oldest) = self
-                .failed
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(a, _)| *a)
-            {
-                self.failed.remove(&oldest);
-            }
-        }
-    }
-
-    fn join_result(&mut self, now: Instant, addr: SocketAddr, result: Result<usize, String>) {
-        // Re-joins of lost members knock every 30 s: their failures are expected, not news.
-        let rejoin = self.joining.pending == 0;
-        match result {
-            Ok(n) => {
-                info!("joined through {addr}: learned {n} members");
-                self.joining.succeeded = true;
-            }
-            Err(e) if rejoin => debug!("re-join through {addr} failed: {e}"),
-            Err(e) if e.contains("decrypt") => {
-                warn!(
-                    "join through {addr} failed: {e} (is the cluster key the same on both nodes?)"
-                )
-            }
-            Err(e) => warn!("join through {addr} failed: {e}"),
-        }
-        if rejoin {
-            return;
-        }
-        self.joining.pending -= 1;
-        if self.joining.pending == 0 {
-            if self.joining.succeeded {
-                self.joining.backoff = JOIN_BACKOFF_START;
-            } else {
-                warn!(
-                    "could not join any of {:?}; retrying in {:?}",
-                    self.joining.targets, self.joining.backoff
-                );
-                self.schedule_join_retry(now);
-            }
-        }
-    }
-
-    /// Apply mesh changes; failures are logged and the next event tries again.
-    fn apply(&mut self, changes: Changes) {
-        if !changes.wireguard.is_empty() {
-            if let Err(e) = self.wg.apply(&changes.wireguard) {
-                error!("configuring WireGuard peers on {}: {e}", self.cfg.interface);
-            }
-        }
-        for (net, len) in &changes.routes_del {
-            if let Err(e) = self.rtnl.del_route(self.link, *net, *len) {
-                warn!("removing route {net}/{len}: {e}");
-            }
-        }
-        for (net, len) in &changes.routes_add {
-            if let Err(e) = self.rtnl.add_route(self.link, *net, *len) {
-                error!("adding route {net}/{len} via {}: {e}", self.cfg.interface);
-            }
-        }
-        if changes.hosts {
+        info!("mesh: {} peers", self.mesh.peers().count());
+        if result.hosts {
             self.write_hosts();
         }
+        self.next_reconcile = Some(now);
     }
 
-    fn write_hosts(&self) {
+    /// The networks this node is connected to (not through our link).
+    fn read_connected(&mut self) -> Option<Vec<Cidr>> {
+        let link = self.system.index();
+        match self.system.rtnl().connected(link) {
+            Ok(mut c) => {
+                c.sort_by_key(|n| (n.network(), n.prefix_len()));
+                Some(c)
+            }
+            Err(e) => {
+                warn!("listing this node's networks: {e}");
+                None
+            }
+        }
+    }
+
+    /// Our metadata, announced with a new incarnation.
+    fn announce(&mut self, now: Instant) {
+        let meta = LocalMeta {
+            overlay: self.overlay,
+            public_key: self.public_key,
+            routed: devices::advertised(&self.cfg.routed_nets, &self.devices),
+            // Only a derived address moves, so it stays derived.
+            fixed_overlay: self.cfg.overlay_addr.is_some(),
+        };
+        match meta.encode() {
+            Ok(m) => self.membership.set_meta(now, m),
+            Err(e) => error!("{e}"),
+        }
+    }
+
+    fn desired(&self) -> Desired {
+        let mut desired = Desired {
+            public_key: self.public_key,
+            listen_port: self.cfg.wireguard_port,
+            mtu: self.cfg.mtu,
+            address: (self.overlay, host_prefix(self.overlay)),
+            peers: self.mesh.peer_configs(),
+            routes: self.mesh.routes(),
+        };
+        for d in &self.devices {
+            desired.peers.push(d.peer_config());
+            desired.routes.push(d.host_route());
+        }
+        desired
+    }
+
+    /// Read the system back, apply what differs from the desired mesh, and check it took.
+    fn reconcile(&mut self, now: Instant) {
+        self.next_reconcile = None;
+        self.last_reconcile = now;
+        self.check_underlay(now);
+        // A network that appeared or went (a LAN brought up) changes which routed nets are safe.
+        if self.read_connected().is_some_and(|c| c != self.connected) {
+            self.update_mesh(now);
+        }
+        let mut desired = self.desired();
+        self.system.drop_conflicts(&mut desired);
+        // What is left to do; a link whose daemon does not answer yet counts too (its socket
+        // comes after its link, with no notification).
+        let left = |observed: &reconcile::Observed, changes: &[reconcile::Change]| {
+            changes.len() + usize::from(observed.link.is_some() && observed.device.is_none())
+        };
+        let outcome = self.system.observe().and_then(|observed| {
+            let changes = reconcile::plan(&desired, &observed, self.system.endpoints());
+            if changes.is_empty() {
+                return Ok(left(&observed, &changes));
+            }
+            debug!("applying {} changes", changes.len());
+            self.system.apply(&desired, &changes)?;
+            let observed = self.system.observe()?;
+            let changes = reconcile::plan(&desired, &observed, self.system.endpoints());
+            Ok(left(&observed, &changes))
+        });
+        match outcome {
+            Ok(0) => {
+                if let Some(h) = &mut self.hooks {
+                    h.applied();
+                }
+                if self.last_error.take().is_some() || self.retry > RETRY_START {
+                    info!("interface {} is as wanted again", self.cfg.interface);
+                }
+                self.retry = RETRY_START;
+            }
+            Ok(left) => {
+                debug!("{left} changes still to confirm; again in {:?}", self.retry);
+                self.retry_later(now);
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if self.last_error.as_ref() != Some(&text) {
+                    warn!("{text}; retrying");
+                    self.last_error = Some(text);
+                }
+                self.retry_later(now);
+            }
+        }
+    }
+
+    fn retry_later(&mut self, now: Instant) {
+        self.next_reconcile = Some(now + self.retry);
+        self.retry = (self.retry * 2).min(RETRY_MAX);
+    }
+
+    /// With automatic bind detection, follow our underlay address: when the advertised one is
+    /// gone, move to the new one; at start without one, join once it appears.
+    fn check_underlay(&mut self, now: Instant) {
+        if self.cfg.bind != Bind::Auto || self.cfg.advertise_addr.is_some() || self.moving.is_some()
+        {
+            return;
+        }
+        let current = self.membership.local().addr;
+        let link = self.system.index();
+        let rtnl = self.system.rtnl();
+        let still_there = match rtnl.addresses(None) {
+            Ok(addrs) => addrs.iter().any(|a| a.addr == current.ip()),
+            Err(_) => return,
+        };
+        if still_there {
+            return;
+        }
+        let Ok(found) = rtnl.detect_bind(link) else {
+            return;
+        };
+        let to = SocketAddr::new(found.advertise, current.port());
+        if self.no_underlay {
+            info!("underlay address {} appeared; joining", found.advertise);
+            self.no_underlay = false;
+            self.membership.readvertise(now, to);
+            self.rebind_to = Some(found.bind);
+            return;
+        }
+        info!(
+            "underlay address {} is gone; moving to {}",
+            current.ip(),
+            found.advertise
+        );
+        let (alive, _) = self.member_addrs();
+        let rejoin: Vec<SocketAddr> = alive.into_iter().filter(|a| *a != current).collect();
+        if !rejoin.is_empty() {
+            self.membership.leave(now);
+        }
+        self.moving = Some(Move {
+            to,
+            bind: found.bind,
+            deadline: now + MOVE_LEAVE_TIMEOUT,
+            rejoin,
+        });
+    }
+
+    /// Sockets bound to a specific address follow it; wildcard ones receive on any address.
+    fn rebind(&mut self, registry: &mio::Registry) {
+        let Some(ip) = self.rebind_to.take() else {
+            return;
+        };
+        let bound = self.transport.local_addr();
+        if bound.ip().is_unspecified() || bound.ip() == ip {
+            return;
+        }
+        let addr = SocketAddr::new(ip, bound.port());
+        // The old sockets go first: the new ones take the same port.
+        match Transport::bind(registry, addr) {
+            Ok(t) => {
+                info!("gossip port bound to {addr}");
+                self.transport = t;
+            }
+            Err(e) => warn!("binding the gossip port {addr}: {e}; keeping {bound}"),
+        }
+    }
+
+    /// The leave at the old address is out: announce the new one and join the members again.
+    fn finish_move(&mut self, now: Instant) {
+        let Some(mv) = self.moving.take() else {
+            return;
+        };
+        self.membership.readvertise(now, mv.to);
+        self.rebind_to = Some(mv.bind);
+        if !mv.rejoin.is_empty() {
+            self.membership.join(now, &mv.rejoin);
+        }
+    }
+
+    fn write_hosts(&mut self) {
         if let Some(path) = &self.hosts_path {
             let entries: Vec<HostEntry> = self
                 .mesh
@@ -811,19 +1101,23 @@ impl Agent {
                 Ok(outcome) => {
                     for name in outcome.skipped {
                         warn!(
-                            "member name {name:?} cannot be written to {}",
+                            "member name {name:?} not written to {}: not a hostname, or a name \
+                             that lines wesher does not manage already use",
                             path.display()
                         );
                     }
+                }
+                Err(e @ hosts::HostsError::Busy(_)) => {
+                    debug!("{e}; trying again in {HOSTS_BUSY_RETRY:?}");
+                    self.next_hosts = Instant::now() + HOSTS_BUSY_RETRY;
                 }
                 Err(e) => error!("updating {}: {e}", path.display()),
             }
         }
     }
 
-    fn save_state(&mut self) {
-        self.state_dirty = false;
-        let nodes = self
+    fn offer_state(&mut self) {
+        let mut nodes: Vec<StoredNode> = self
             .membership
             .members()
             .filter(|m| m.name != self.name && m.state == MemberState::Alive)
@@ -833,6 +1127,7 @@ impl Agent {
                 meta: m.meta.clone(),
             })
             .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let keyring = self.membership.keyring_mut();
         let primary = *keyring.primary();
         let state = State {
@@ -844,158 +1139,60 @@ impl Agent {
                 .copied()
                 .collect(),
             nodes,
+            devices: self.devices.clone(),
+            wireguard_key: (!self.devices.is_empty()).then_some(*self.private_key),
         };
-        if let Err(e) = state::save(&self.cfg.state_dir, &self.cfg.interface, &state) {
-            error!("{e}");
-        }
+        self.persist.offer(state);
     }
 
-    /// Leave no trace: our hosts lines, the link (with its routes and address), the state.
+    fn save_state(&mut self, now: Instant, state: State) {
+        let result = state::save(&self.cfg.state_dir, &self.cfg.interface, &state);
+        if let Err(e) = &result {
+            error!("{e}");
+        } else {
+            debug!("state saved ({} nodes)", state.nodes.len());
+        }
+        self.persist.done(now, state, result.is_ok());
+    }
+
+    /// Leave no trace: our hosts lines, the link (with its routes and address); save the state.
     fn shutdown(&mut self) {
-        self.save_state();
+        if let Some(state) = self.persist.flush() {
+            self.save_state(Instant::now(), state);
+        }
         if let Some(path) = &self.hosts_path {
             if let Err(e) = hosts::cleanup(path, &self.cfg.interface) {
                 error!("cleaning {}: {e}", path.display());
             }
         }
-        if let Err(e) = self.rtnl.delete_link(self.link) {
+        // A link that is gone already (its daemon stopped with us) is what we wanted.
+        if let Err(e) = self.system.delete_link() {
             error!("deleting interface {}: {e}", self.cfg.interface);
         }
         info!("node {} stopped", self.name);
     }
 }
 
-/// Our gob metadata: overlay address, WireGuard key, and the routed networks as an extra field.
-fn local_meta(
-    overlay: IpAddr,
-    public_key: &Key,
-    routed: &[Cidr],
-    fixed_overlay: bool,
-) -> Result<Vec<u8>, AgentError> {
-    let mut meta = NodeMeta::new(overlay, public_key.to_base64());
-    let mut caps = vec![CAP_KEEPS_SESSIONS.to_string()];
-    if fixed_overlay {
-        caps.push(CAP_FIXED_OVERLAY.into());
-    }
-    meta.extras.push(Extra {
-        name: CAPS_FIELD.into(),
-        value: ExtraValue::Strings(caps),
-    });
-    if !routed.is_empty() {
-        meta.extras.push(Extra {
-            name: ROUTED_NETS_FIELD.into(),
-            value: ExtraValue::Strings(routed.iter().map(Cidr::to_string).collect()),
-        });
-    }
-    meta.encode()
-        .map_err(|e| fail("encoding our node metadata", e))
-}
-
-/// A member's metadata, with its WireGuard key checked.
-fn peer_meta(m: &Member) -> Result<NodeMeta, String> {
-    let (meta, _format) =
-        NodeMeta::decode(&m.meta).map_err(|e| format!("unusable metadata: {e}"))?;
-    Key::from_base64(&meta.pub_key).map_err(|e| format!("bad WireGuard public key: {e}"))?;
-    Ok(meta)
-}
-
-/// The routed networks a member advertises; entries that do not parse are skipped.
-fn routed_nets(meta: &NodeMeta) -> Vec<Cidr> {
-    strings_field(meta, ROUTED_NETS_FIELD)
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect()
-}
-
-/// Whether a member's metadata lists a capability (Go nodes list none).
-fn has_cap(meta: &NodeMeta, cap: &str) -> bool {
-    strings_field(meta, CAPS_FIELD).iter().any(|c| c == cap)
-}
-
-/// An extra `[]string` field of a member's metadata; empty when absent.
-fn strings_field<'m>(meta: &'m NodeMeta, name: &str) -> &'m [String] {
-    meta.extras
-        .iter()
-        .find_map(|e| match &e.value {
-            ExtraValue::Strings(v) if e.name == name => Some(v.as_slice()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-/// Put the overlay address (and only it) on the link, set the MTU and bring it up. Routes left
-/// by an earlier run are removed: the mesh adds what it needs as members appear.
-fn configure_link(
+/// The gossip bind address and the address advertised to others; None when bind detection
+/// finds no usable address yet (a router whose uplink is not up).
+fn bind_addresses(
+    cfg: &Config,
     rtnl: &mut Netlink,
-    link: u32,
-    overlay: IpAddr,
-    mtu: u32,
-) -> Result<(), netlink::Error> {
-    let want = (overlay, host_prefix(overlay));
-    let mut present = false;
-    for a in rtnl.addresses(Some(link))? {
-        if (a.addr, a.prefix_len) == want {
-            present = true;
-        } else {
-            rtnl.del_address(link, a.addr, a.prefix_len)?;
-        }
-    }
-    if !present {
-        rtnl.add_address(link, want.0, want.1)?;
-    }
-    for r in rtnl.routes(link)? {
-        if (r.dst, r.prefix_len) != want {
-            rtnl.del_route(link, r.dst, r.prefix_len)?;
-        }
-    }
-    rtnl.set_mtu_up(link, mtu)
-}
-
-/// The gossip bind address and the address advertised to others.
-fn bind_addresses(cfg: &Config, rtnl: &mut Netlink) -> Result<(IpAddr, IpAddr), AgentError> {
+) -> Result<Option<(IpAddr, IpAddr)>, AgentError> {
     match &cfg.bind {
-        Bind::Addr(ip) => Ok((*ip, *ip)),
+        Bind::Addr(ip) => Ok(Some((*ip, *ip))),
         Bind::Iface(iface) => {
             let ip = rtnl
                 .first_address(iface)
                 .map_err(|e| fail(format!("--bind-iface {iface}"), e))?;
-            Ok((ip, ip))
+            Ok(Some((ip, ip)))
         }
-        Bind::Auto => rtnl
-            .detect_bind()
-            .map(|b| (b.bind, b.advertise))
-            .map_err(|e| fail("detecting the bind address (set --bind-addr)", e)),
+        Bind::Auto => match rtnl.detect_bind(None) {
+            Ok(b) => Ok(Some((b.bind, b.advertise))),
+            Err(e) if e.raw_errno().is_none() => Ok(None),
+            Err(e) => Err(fail("detecting the bind address (set --bind-addr)", e)),
+        },
     }
-}
-
-/// The join targets worth re-joining every 30 s. Hostnames need a blocking lookup, so they are
-/// looked up again only when this node is alone; otherwise the addresses of lost members (kept
-/// in `failed`) find the other half of a split cluster without DNS.
-fn rejoin_targets(targets: &[JoinAddr], alone: bool) -> Vec<JoinAddr> {
-    targets
-        .iter()
-        .filter(|t| alone || t.host.parse::<IpAddr>().is_ok())
-        .cloned()
-        .collect()
-}
-
-fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(addr) = target.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    if let Ok(ip) = target.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, default_port)]);
-    }
-    // host or host:port; getaddrinfo blocks, but only at join attempts.
-    let with_port = if target
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        target.to_string()
-    } else {
-        format!("{target}:{default_port}")
-    };
-    Ok(with_port.to_socket_addrs()?.collect())
 }
 
 fn hostname() -> Result<String, AgentError> {
@@ -1016,51 +1213,4 @@ fn random_seed() -> Result<u64, getrandom::Error> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b)?;
     Ok(u64::from_le_bytes(b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostnames_are_looked_up_again_only_when_alone() {
-        let targets: Vec<JoinAddr> = ["192.0.2.7", "seed.example.net:7000", "2001:db8::1"]
-            .iter()
-            .map(|t| t.parse().unwrap())
-            .collect();
-        let hosts = |ts: Vec<JoinAddr>| ts.into_iter().map(|t| t.host).collect::<Vec<_>>();
-        assert_eq!(
-            hosts(rejoin_targets(&targets, false)),
-            ["192.0.2.7", "2001:db8::1"]
-        );
-        assert_eq!(rejoin_targets(&targets, true), targets);
-    }
-
-    #[test]
-    fn join_targets_take_the_cluster_port_by_default() {
-        assert_eq!(
-            resolve_target("192.0.2.7", 7946).unwrap(),
-            vec!["192.0.2.7:7946".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("192.0.2.7:8000", 7946).unwrap(),
-            vec!["192.0.2.7:8000".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("[2001:db8::1]:8000", 7946).unwrap(),
-            vec!["[2001:db8::1]:8000".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("2001:db8::1", 7946).unwrap(),
-            vec!["[2001:db8::1]:7946".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("localhost:7000", 7946).unwrap()[0].port(),
-            7000
-        );
-        assert!(resolve_target("localhost", 7946)
-            .unwrap()
-            .iter()
-            .all(|a| a.port() == 7946));
-    }
 }

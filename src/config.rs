@@ -35,14 +35,40 @@ pub enum Command {
     Help,
     /// `--version`: print the version and exit 0.
     Version,
-    /// `wesher status [--json]`: ask the running agent of an interface for the mesh.
-    Status { interface: String, json: bool },
-    /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
+    /// `wesher status [--json|--prometheus]`: ask the running agent of an interface for the mesh.
+    Status {
+        interface: String,
+        json: bool,
+        prometheus: bool,
+    },
+    /// `wesher key generate`: print a new random cluster key; needs no agent.
+    KeyGenerate,
+    /// `wesher peer add|list|remove`: devices without wesher on the running agent.
+    Peer {
+        interface: String,
+        action: PeerAction,
+    },
+    /// `wesher key install|use|remove [KEY]`: change the running agent's cluster keyring. No
+    /// KEY: it is read from standard input (so that it stays out of argv, which `ps` shows).
     Key {
         interface: String,
         action: KeyAction,
-        key: String,
+        key: Option<String>,
     },
+}
+
+/// What `wesher peer` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAction {
+    /// A new device; its key pair is generated here unless a public key is given.
+    Add {
+        name: String,
+        public_key: Option<String>,
+        overlay: Option<String>,
+        qr: bool,
+    },
+    List,
+    Remove(String),
 }
 
 /// What `wesher key` does with a key.
@@ -155,6 +181,8 @@ impl FromStr for JoinAddr {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     pub cluster_key: Option<[u8; 32]>,
+    /// Where the key was read from with --cluster-key-file, for messages.
+    pub cluster_key_file: Option<PathBuf>,
     pub join: Vec<JoinAddr>,
     pub init: bool,
     pub bind: Bind,
@@ -163,6 +191,8 @@ pub struct Config {
     pub overlay_net: Cidr,
     pub interface: String,
     pub no_etc_hosts: bool,
+    /// The hosts file to write members to (unless `no_etc_hosts`).
+    pub hosts_file: PathBuf,
     pub log_level: log::LevelFilter,
     pub state_dir: PathBuf,
     /// None: use the hostname (the agent reads it and checks it with `validate_node_name`).
@@ -175,8 +205,14 @@ pub struct Config {
     pub gossip_profile: GossipProfile,
     /// Networks behind this node that the others route through it (site-to-site).
     pub routed_nets: Vec<Cidr>,
+    /// Other nodes' routed networks installed even where they overlap our own routing.
+    pub accept_routed_nets: Vec<Cidr>,
     /// This node's overlay address set by hand instead of derived from its name.
     pub overlay_addr: Option<IpAddr>,
+    /// A program run after each applied change of the mesh (`hooks`).
+    pub on_change: Option<PathBuf>,
+    /// Messages about the configuration to log once logging is set up (parsing comes first).
+    pub warnings: Vec<String>,
 }
 
 // Hand-written so the cluster key never reaches a log line.
@@ -184,6 +220,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("cluster_key", &self.cluster_key.map(|_| "<redacted>"))
+            .field("cluster_key_file", &self.cluster_key_file)
             .field("join", &self.join)
             .field("init", &self.init)
             .field("bind", &self.bind)
@@ -192,6 +229,7 @@ impl fmt::Debug for Config {
             .field("overlay_net", &self.overlay_net)
             .field("interface", &self.interface)
             .field("no_etc_hosts", &self.no_etc_hosts)
+            .field("hosts_file", &self.hosts_file)
             .field("log_level", &self.log_level)
             .field("state_dir", &self.state_dir)
             .field("node_name", &self.node_name)
@@ -201,7 +239,10 @@ impl fmt::Debug for Config {
             .field("advertise_port", &self.advertise_port)
             .field("gossip_profile", &self.gossip_profile)
             .field("routed_nets", &self.routed_nets)
+            .field("accept_routed_nets", &self.accept_routed_nets)
             .field("overlay_addr", &self.overlay_addr)
+            .field("on_change", &self.on_change)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
@@ -235,6 +276,15 @@ const OPTS: &[Opt] = &[
         default: None,
         shown_default: "loaded from the state file, or generated",
         help: "shared key for cluster membership: 32 bytes, standard base64",
+    },
+    Opt {
+        long: "cluster-key-file",
+        env: "WESHER_CLUSTER_KEY_FILE",
+        kind: Kind::Value,
+        meta: "PATH",
+        default: None,
+        shown_default: "none",
+        help: "read the cluster key from this file (mode 0600), not from argv or the environment",
     },
     Opt {
         long: "join",
@@ -315,7 +365,16 @@ const OPTS: &[Opt] = &[
         meta: "",
         default: Some("false"),
         shown_default: "",
-        help: "do not write peers to /etc/hosts",
+        help: "do not write peers to the hosts file",
+    },
+    Opt {
+        long: "hosts-file",
+        env: "WESHER_HOSTS_FILE",
+        kind: Kind::Value,
+        meta: "PATH",
+        default: Some(crate::hosts::DEFAULT_PATH),
+        shown_default: "",
+        help: "hosts file for the peers' names; it must exist (e.g. /tmp/hosts/wesher for dnsmasq)",
     },
     Opt {
         long: "log-level",
@@ -399,6 +458,16 @@ const OPTS: &[Opt] = &[
         help: "networks behind this node (e.g. its LAN) that the other nodes route through it",
     },
     Opt {
+        long: "accept-routed-nets",
+        env: "WESHER_ACCEPT_ROUTED_NETS",
+        kind: Kind::List,
+        meta: "CIDR,...",
+        default: None,
+        shown_default: "none",
+        help: "routed networks of other nodes to install even where they overlap this node's \
+               connected networks, the default route or a member's underlay address",
+    },
+    Opt {
         long: "overlay-addr",
         env: "WESHER_OVERLAY_ADDR",
         kind: Kind::Value,
@@ -407,6 +476,16 @@ const OPTS: &[Opt] = &[
         shown_default: "derived from the node name",
         help: "this node's overlay address, inside --overlay-net (never moved on a collision)",
     },
+    Opt {
+        long: "on-change",
+        env: "WESHER_ON_CHANGE",
+        kind: Kind::Value,
+        meta: "PROGRAM",
+        default: None,
+        shown_default: "none",
+        help: "program run after each applied change of the mesh: the change in WESHER_EVENT, \
+               WESHER_MEMBER..., the mesh as JSON on stdin (see the README)",
+    },
 ];
 
 /// The --help text: every option with its variable and default.
@@ -414,14 +493,21 @@ pub fn help_text() -> String {
     let mut out = String::from(
         "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
          Usage: wesher [agent] [OPTIONS]\n\
-         \x20      wesher status [--json] [--interface DEV]\n\
-         \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
+         \x20      wesher status [--json|--prometheus] [--interface DEV]\n\
+         \x20      wesher key generate\n\
+         \x20      wesher peer add NAME [--public-key KEY] [--overlay-addr IP] [--qr] [--interface DEV]\n\
+         \x20      wesher peer list | peer remove NAME [--interface DEV]\n\
+         \x20      wesher key install|use|remove [KEY] [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
          \x20 status                         show the running agent's members, addresses and handshakes\n\
-         \x20 key install|use|remove KEY     rotate the running agent's cluster key without downtime:\n\
+         \x20 key generate                   print a new random cluster key (standard base64, 32 bytes)\n\
+         \x20 key install|use|remove [KEY]   rotate the running agent's cluster key without downtime:\n\
          \x20                                install the new key on every node, then use it everywhere,\n\
-         \x20                                then remove the old one\n\n\
+         \x20                                then remove the old one; without KEY, the key is read\n\
+         \x20                                from standard input (it stays out of `ps`)\n\
+         \x20 peer add|list|remove           devices without wesher (phones, laptops) routed through\n\
+         \x20                                this node; `add` prints their wg-quick configuration\n\n\
          Options (each can also be set by its environment variable; a flag beats the variable):\n",
     );
     for o in OPTS {
@@ -619,10 +705,12 @@ where
                 let first = !seen_command && raw.values.iter().all(Vec::is_empty);
                 match v.as_str() {
                     "agent" if first => seen_command = true,
-                    "status" | "key" if first => return parse_client(&v, &mut parser, &env),
+                    "status" | "key" | "peer" if first => {
+                        return parse_client(&v, &mut parser, &env)
+                    }
                     _ => {
                         return Err(ConfigError(format!(
-                            "unexpected argument {v:?} (commands: agent, status, key; see --help)"
+                            "unexpected argument {v:?} (commands: agent, status, key, peer; see --help)"
                         )))
                     }
                 }
@@ -632,7 +720,8 @@ where
     resolve(&raw, &env).map(|c| Command::Agent(Box::new(c)))
 }
 
-/// `status [--json] [--interface DEV]` and `key install|use|remove KEY [--interface DEV]`.
+/// `status [--json] [--interface DEV]`, `key generate` and
+/// `key install|use|remove [KEY] [--interface DEV]`.
 fn parse_client(
     command: &str,
     parser: &mut lexopt::Parser,
@@ -643,6 +732,8 @@ fn parse_client(
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "wgoverlay".into());
     let mut json = false;
+    let mut prometheus = false;
+    let (mut public_key, mut overlay, mut qr) = (None, None, false);
     let mut words = Vec::new();
     while let Some(arg) = parser
         .next()
@@ -650,6 +741,14 @@ fn parse_client(
     {
         match arg {
             Arg::Long("json") if command == "status" => json = true,
+            Arg::Long("prometheus") if command == "status" => prometheus = true,
+            Arg::Long("qr") if command == "peer" => qr = true,
+            Arg::Long("public-key") if command == "peer" => {
+                public_key = Some(peer_value(parser, "public-key")?);
+            }
+            Arg::Long("overlay-addr") if command == "peer" => {
+                overlay = Some(peer_value(parser, "overlay-addr")?);
+            }
             Arg::Long("interface") => {
                 let v = parser
                     .value()
@@ -676,12 +775,65 @@ fn parse_client(
                 "unexpected argument {w:?} to `wesher status`"
             )));
         }
-        return Ok(Command::Status { interface, json });
+        if json && prometheus {
+            return Err(ConfigError(
+                "`wesher status`: --json and --prometheus exclude each other".into(),
+            ));
+        }
+        return Ok(Command::Status {
+            interface,
+            json,
+            prometheus,
+        });
     }
-    let [action, key] = words.as_slice() else {
-        return Err(ConfigError(
-            "usage: wesher key install|use|remove KEY [--interface DEV]".into(),
-        ));
+    if command == "peer" {
+        let action =
+            match words.as_slice() {
+                [a, name] if a == "add" => PeerAction::Add {
+                    name: name.clone(),
+                    public_key: public_key.take(),
+                    overlay: overlay.take(),
+                    qr,
+                },
+                [a] if a == "list" => PeerAction::List,
+                [a, name] if a == "remove" => PeerAction::Remove(name.clone()),
+                _ => return Err(ConfigError(
+                    "usage: wesher peer add NAME [--public-key KEY] [--overlay-addr IP] [--qr] \
+                     | peer list | peer remove NAME [--interface DEV]"
+                        .into(),
+                )),
+            };
+        if public_key.is_some()
+            || overlay.is_some()
+            || (qr && !matches!(action, PeerAction::Add { .. }))
+        {
+            return Err(ConfigError(
+                "--public-key, --overlay-addr and --qr are for `wesher peer add`".into(),
+            ));
+        }
+        if let PeerAction::Add { name, .. } | PeerAction::Remove(name) = &action {
+            validate_node_name(name).map_err(|e| ConfigError(format!("device {e}")))?;
+        }
+        return Ok(Command::Peer { interface, action });
+    }
+    let usage = || {
+        ConfigError(
+            "usage: wesher key generate | wesher key install|use|remove [KEY] [--interface DEV] \
+             (no KEY: read from standard input)"
+                .into(),
+        )
+    };
+    if words.first().is_some_and(|w| w == "generate") {
+        return if words.len() == 1 {
+            Ok(Command::KeyGenerate)
+        } else {
+            Err(usage())
+        };
+    }
+    let (action, key) = match words.as_slice() {
+        [action] => (action, None),
+        [action, key] => (action, Some(key)),
+        _ => return Err(usage()),
     };
     let action = match action.as_str() {
         "install" => KeyAction::Install,
@@ -693,12 +845,21 @@ fn parse_client(
             )))
         }
     };
-    base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    if let Some(key) = key {
+        base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    }
     Ok(Command::Key {
         interface,
         action,
-        key: key.clone(),
+        key: key.cloned(),
     })
+}
+
+fn peer_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, ConfigError> {
+    let v = parser
+        .value()
+        .map_err(|_| ConfigError(format!("missing value for --{flag}")))?;
+    utf8(v, flag)
 }
 
 /// Parses the process's own arguments and environment.
@@ -727,6 +888,29 @@ fn effective<'a>(
         .map(|d| (Source::Default(opt.long), vec![d.to_string()]))
 }
 
+/// A comma-separated list of networks (flag given several times, or one variable), each checked
+/// by `check`; errors name the source and the entry.
+fn cidr_list(
+    raw: &Raw,
+    env: &dyn Fn(&str) -> Option<String>,
+    long: &str,
+    check: impl Fn(&Cidr) -> Result<(), String>,
+) -> Result<Vec<Cidr>, ConfigError> {
+    let mut nets = Vec::new();
+    if let Some((src, values)) = effective(raw, env, long) {
+        for v in &values {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let net = item
+                    .parse::<Cidr>()
+                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                check(&net).map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                nets.push(net);
+            }
+        }
+    }
+    Ok(nets)
+}
+
 fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     // The single value of an option, validated by `parse`; the error names the source.
     fn one<T>(
@@ -751,7 +935,25 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
             .map_err(|_| format!("{s:?} is not an IP address"))
     };
 
+    let mut warnings = Vec::new();
     let cluster_key = one(raw, env, "cluster-key", |s| base64::decode_key(s.trim()))?;
+    let cluster_key_file = one(raw, env, "cluster-key-file", |s| Ok(PathBuf::from(s)))?;
+    let cluster_key = match (cluster_key, &cluster_key_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "--cluster-key and --cluster-key-file cannot be used together (set one; check \
+                 WESHER_CLUSTER_KEY and WESHER_CLUSTER_KEY_FILE too)"
+                    .into(),
+            ))
+        }
+        (None, Some(path)) => {
+            let (key, warning) = read_key_file(path)
+                .map_err(|e| ConfigError(format!("--cluster-key-file {}: {e}", path.display())))?;
+            warnings.extend(warning);
+            Some(key)
+        }
+        (key, None) => key,
+    };
 
     let mut join = Vec::new();
     if let Some((src, values)) = effective(raw, env, "join") {
@@ -801,6 +1003,10 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         "interface",
     )?;
     let no_etc_hosts = required(one(raw, env, "no-etc-hosts", parse_bool)?, "no-etc-hosts")?;
+    let hosts_file = required(
+        one(raw, env, "hosts-file", |s| Ok(PathBuf::from(s)))?,
+        "hosts-file",
+    )?;
     let log_level = required(one(raw, env, "log-level", parse_log_level)?, "log-level")?;
     let state_dir = required(
         one(raw, env, "state-dir", |s| Ok(PathBuf::from(s)))?,
@@ -851,29 +1057,20 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         "gossip-profile",
     )?;
 
-    let mut routed_nets = Vec::new();
-    if let Some((src, values)) = effective(raw, env, "routed-net") {
-        for v in &values {
-            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let net = item
-                    .parse::<Cidr>()
-                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
-                if net.network() != net.addr() {
-                    return Err(ConfigError(format!(
-                        "{src} {item:?}: host bits are set (did you mean {}/{}?)",
-                        net.network(),
-                        net.prefix_len()
-                    )));
-                }
-                if net.overlaps(&overlay_net) {
-                    return Err(ConfigError(format!(
-                        "{src} {item:?} overlaps the overlay network {overlay_net}"
-                    )));
-                }
-                routed_nets.push(net);
-            }
+    let routed_nets = cidr_list(raw, env, "routed-net", |net| {
+        if net.network() != net.addr() {
+            return Err(format!(
+                "host bits are set (did you mean {}/{}?)",
+                net.network(),
+                net.prefix_len()
+            ));
         }
-    }
+        if net.overlaps(&overlay_net) {
+            return Err(format!("overlaps the overlay network {overlay_net}"));
+        }
+        Ok(())
+    })?;
+    let accept_routed_nets = cidr_list(raw, env, "accept-routed-nets", |_| Ok(()))?;
     let overlay_addr = one(raw, env, "overlay-addr", |s| {
         let a = ip(s)?;
         if !overlay_net.contains(a) {
@@ -889,8 +1086,11 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         Ok(a)
     })?;
 
+    let on_change = one(raw, env, "on-change", |s| Ok(PathBuf::from(s)))?;
+
     Ok(Config {
         cluster_key,
+        cluster_key_file,
         join,
         init,
         bind,
@@ -899,6 +1099,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         overlay_net,
         interface,
         no_etc_hosts,
+        hosts_file,
         log_level,
         state_dir,
         node_name,
@@ -908,8 +1109,39 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         advertise_port,
         gossip_profile,
         routed_nets,
+        accept_routed_nets,
         overlay_addr,
+        on_change,
+        warnings,
     })
+}
+
+/// The key in a --cluster-key-file: base64 with surrounding whitespace (a trailing newline),
+/// and a warning when others than the owner may read the file. The key is never echoed.
+fn read_key_file(path: &std::path::Path) -> Result<([u8; 32], Option<String>), String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    // A key is 44 characters: do not read a large file by mistake.
+    let mut text = Vec::new();
+    file.take(1024)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let text = std::str::from_utf8(&text).map_err(|_| "not a base64 key (not text)".to_string())?;
+    let key = base64::decode_key(text.trim())?;
+    let mode = meta.mode() & 0o777;
+    let warning = (mode & 0o077 != 0).then(|| {
+        format!(
+            "cluster key file {} is readable by others than its owner (mode {mode:04o}): \
+             chmod 600 it",
+            path.display()
+        )
+    });
+    Ok((key, warning))
 }
 
 #[cfg(test)]
@@ -1379,15 +1611,27 @@ mod tests {
             c,
             Command::Status {
                 interface: "wg1".into(),
-                json: true
+                json: true,
+                prometheus: false
             }
         );
+        let c = parse_env(&["status", "--prometheus"], &[]).unwrap();
+        assert!(matches!(
+            c,
+            Command::Status {
+                prometheus: true,
+                json: false,
+                ..
+            }
+        ));
+        assert!(error(&["status", "--prometheus", "--json"], &[]).contains("exclude"));
         let c = parse_env(&["status"], &[("WESHER_INTERFACE", "wg2")]).unwrap();
         assert_eq!(
             c,
             Command::Status {
                 interface: "wg2".into(),
-                json: false
+                json: false,
+                prometheus: false
             }
         );
         let c = parse_env(&["key", "use", KEY], &[]).unwrap();
@@ -1396,14 +1640,121 @@ mod tests {
             Command::Key {
                 interface: "wgoverlay".into(),
                 action: KeyAction::Use,
-                key: KEY.into()
+                key: Some(KEY.into())
             }
         );
-        assert!(error(&["key", "use"], &[]).contains("usage: wesher key"));
+        assert_eq!(
+            parse_env(&["key", "generate"], &[]),
+            Ok(Command::KeyGenerate)
+        );
+        assert!(error(&["key", "generate", KEY], &[]).contains("usage: wesher key"));
+        let c = parse_env(
+            &["peer", "add", "phone", "--overlay-addr", "10.1.2.3", "--qr"],
+            &[],
+        );
+        assert_eq!(
+            c.unwrap(),
+            Command::Peer {
+                interface: "wgoverlay".into(),
+                action: PeerAction::Add {
+                    name: "phone".into(),
+                    public_key: None,
+                    overlay: Some("10.1.2.3".into()),
+                    qr: true
+                }
+            }
+        );
+        assert!(matches!(
+            parse_env(&["peer", "remove", "phone"], &[]),
+            Ok(Command::Peer {
+                action: PeerAction::Remove(_),
+                ..
+            })
+        ));
+        assert!(error(&["peer", "list", "--qr"], &[]).contains("for `wesher peer add`"));
+        assert!(error(&["peer", "add"], &[]).contains("usage: wesher peer"));
+        assert!(error(&["peer", "add", "a#b"], &[]).contains("device node name"));
         assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));
         assert!(error(&["status", "--frob"], &[]).contains("unknown flag --frob"));
         assert!(error(&["status", "--interface", "a/b"], &[]).contains("--interface"));
+    }
+
+    #[test]
+    fn cluster_key_file() {
+        use crate::fsutil::testutil::TempDir;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("keyfile");
+        let path = dir.path().join("key");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, format!("  {KEY}\n\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = config(&["--cluster-key-file", p], &[]);
+        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+        assert_eq!(c.cluster_key_file.as_deref(), Some(path.as_path()));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = config(&[], &[("WESHER_CLUSTER_KEY_FILE", p)]);
+        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+
+        // Readable by others: it works, with a warning to log.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = config(&["--cluster-key-file", p], &[]);
+        assert!(c.cluster_key.is_some());
+        assert_eq!(
+            c.warnings,
+            [format!(
+                "cluster key file {p} is readable by others than its owner (mode 0644): chmod 600 it"
+            )]
+        );
+
+        // Not with a key given another way.
+        let e = error(&["--cluster-key-file", p, "--cluster-key", KEY], &[]);
+        assert!(e.contains("cannot be used together"), "{e}");
+        let e = error(&["--cluster-key-file", p], &[("WESHER_CLUSTER_KEY", KEY)]);
+        assert!(e.contains("cannot be used together"), "{e}");
+
+        // Missing, a directory, not a key, too short: the path is named, the content is not.
+        let missing = dir.path().join("nope");
+        let e = error(&["--cluster-key-file", missing.to_str().unwrap()], &[]);
+        assert!(
+            e.starts_with(&format!(
+                "--cluster-key-file {}: cannot open: ",
+                missing.display()
+            )) && e.contains("No such file"),
+            "{e}"
+        );
+        let e = error(&["--cluster-key-file", dir.path().to_str().unwrap()], &[]);
+        assert!(e.ends_with(": not a regular file"), "{e}");
+        std::fs::write(&path, "sec%ret\n").unwrap();
+        let e = error(&["--cluster-key-file", p], &[]);
+        assert!(
+            e.starts_with(&format!("--cluster-key-file {p}: not valid base64")),
+            "{e}"
+        );
+        assert!(!e.contains("sec%ret"), "{e}");
+        std::fs::write(&path, "c2hvcnQ=").unwrap();
+        let e = error(&["--cluster-key-file", p], &[]);
+        assert_eq!(
+            e,
+            format!("--cluster-key-file {p}: decodes to 5 bytes, expected 32")
+        );
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).ends_with("(not text)"));
+        std::fs::write(&path, "").unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).contains("expected 32"));
+        // A big file is not read whole.
+        std::fs::write(&path, "A".repeat(1 << 20)).unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).starts_with("--cluster-key-file "));
+    }
+
+    #[test]
+    fn hosts_file() {
+        assert_eq!(config(&[], &[]).hosts_file, PathBuf::from("/etc/hosts"));
+        let c = config(&["--hosts-file", "/tmp/hosts/wesher-wg0"], &[]);
+        assert_eq!(c.hosts_file, PathBuf::from("/tmp/hosts/wesher-wg0"));
+        let c = config(&[], &[("WESHER_HOSTS_FILE", "/srv/hosts")]);
+        assert_eq!(c.hosts_file, PathBuf::from("/srv/hosts"));
+        assert!(help_text().contains("[env: WESHER_HOSTS_FILE] [default: /etc/hosts]"));
     }
 
     #[test]
@@ -1418,6 +1769,11 @@ mod tests {
         );
         let nets: Vec<String> = c.routed_nets.iter().map(ToString::to_string).collect();
         assert_eq!(nets, ["192.168.1.0/24", "192.168.2.0/24", "172.16.0.0/12"]);
+        let c = config(&["--accept-routed-nets", "192.168.1.0/24,0.0.0.0/0"], &[]);
+        assert_eq!(c.accept_routed_nets.len(), 2);
+        let c = config(&[], &[("WESHER_ACCEPT_ROUTED_NETS", "10.5.0.0/16")]);
+        assert_eq!(c.accept_routed_nets, vec!["10.5.0.0/16".parse().unwrap()]);
+        assert!(error(&["--accept-routed-nets", "x"], &[]).contains("--accept-routed-nets"));
         let c = config(&[], &[("WESHER_ROUTED_NET", "fd00:1::/64")]);
         assert_eq!(c.routed_nets.len(), 1);
         assert!(

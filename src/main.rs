@@ -3,10 +3,15 @@
 use std::process::ExitCode;
 
 use wesher::agent;
-use wesher::config::{self, Command, KeyAction};
+use wesher::config::{self, Command, KeyAction, PeerAction};
 use wesher::control::{self, Request, Status};
+use wesher::logging;
+use wesher::wireguard::Key;
 
 fn main() -> ExitCode {
+    // No core dumps and no ptrace by other users' processes: memory holds the keys.
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let command = match config::parse_process() {
         Ok(c) => c,
         Err(e) => return fatal(&e),
@@ -20,7 +25,11 @@ fn main() -> ExitCode {
             println!("wesher {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Status { interface, json } => {
+        Command::Status {
+            interface,
+            json,
+            prometheus,
+        } => {
             let reply = match control::ask(&control::socket_path(&interface), &Request::Status) {
                 Ok(r) => r,
                 Err(e) => return fatal(&e),
@@ -30,6 +39,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             match miniserde::json::from_str::<Status>(&reply) {
+                Ok(status) if prometheus => {
+                    print!("{}", wesher::metrics::render(&status));
+                    ExitCode::SUCCESS
+                }
                 Ok(status) => {
                     print!("{}", status.render());
                     ExitCode::SUCCESS
@@ -37,11 +50,26 @@ fn main() -> ExitCode {
                 Err(_) => fatal(&format!("the agent sent an unreadable status: {reply:?}")),
             }
         }
+        Command::Peer { interface, action } => match peer(&interface, action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fatal(&e),
+        },
+        Command::KeyGenerate => match wesher::state::generate_key() {
+            Ok(key) => {
+                println!("{}", wesher::base64::encode(&key));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fatal(&e),
+        },
         Command::Key {
             interface,
             action,
             key,
         } => {
+            let key = match key.map_or_else(read_key, Ok) {
+                Ok(k) => k,
+                Err(e) => return fatal(&e),
+            };
             let request = match action {
                 KeyAction::Install => Request::KeyInstall(key),
                 KeyAction::Use => Request::KeyUse(key),
@@ -56,11 +84,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Agent(cfg) => {
-            if let Err(e) = simple_logger::SimpleLogger::new()
-                .with_level(cfg.log_level)
-                .init()
-            {
+            if let Err(e) = logging::init(cfg.log_level) {
                 return fatal(&e);
+            }
+            for warning in &cfg.warnings {
+                log::warn!("{warning}");
             }
             match agent::run(*cfg) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +96,81 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `wesher peer ...`. A device's key pair is made here, so its private key never reaches the
+/// agent: it is printed once, in the configuration, and kept nowhere.
+fn peer(interface: &str, action: PeerAction) -> Result<(), String> {
+    let socket = control::socket_path(interface);
+    let (request, private, qr) = match action {
+        PeerAction::Add {
+            name,
+            public_key,
+            overlay,
+            qr,
+        } => {
+            let (public_key, private) = match public_key {
+                Some(k) => (
+                    Key::from_base64(&k).map_err(|e| format!("--public-key: {e}"))?,
+                    None,
+                ),
+                None => {
+                    let private = Key::generate().map_err(|e| e.to_string())?;
+                    (private.public_key(), Some(private))
+                }
+            };
+            let public_key = public_key.to_base64();
+            let request = Request::PeerAdd {
+                name,
+                public_key,
+                overlay,
+            };
+            (request, private, qr)
+        }
+        PeerAction::List => (Request::PeerList, None, false),
+        PeerAction::Remove(name) => (Request::PeerRemove(name), None, false),
+    };
+    let mut reply = control::ask(&socket, &request)?;
+    if let Some(private) = &private {
+        reply = wesher::devices::with_private_key(&reply, private);
+    }
+    print!("{reply}");
+    if qr {
+        qrencode(&reply)?;
+    }
+    Ok(())
+}
+
+/// The configuration as a QR code in the terminal, by the `qrencode` program.
+fn qrencode(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("qrencode")
+        .args(["-t", "ansiutf8"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("--qr needs the qrencode program: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("qrencode: {e}"))?;
+    }
+    match child.wait() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("qrencode: {s}")),
+        Err(e) => Err(format!("qrencode: {e}")),
+    }
+}
+
+/// The key of `wesher key ACTION` without KEY: the first line of standard input.
+fn read_key() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the key from standard input: {e}"))?;
+    let key = line.trim().to_string();
+    wesher::base64::decode_key(&key).map_err(|e| format!("key from standard input: {e}"))?;
+    Ok(key)
 }
 
 fn fatal(err: &dyn std::fmt::Display) -> ExitCode {

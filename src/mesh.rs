@@ -1,15 +1,17 @@
-//! The mesh as the agent wants it: one entry per remote member, and the minimal changes
-//! (WireGuard peers, routes, hosts lines) that move the applied configuration there.
+//! The mesh as the agent wants it: one entry per remote member that is accepted, with the
+//! WireGuard peers, routes and hosts lines that follow from it.
 //!
-//! The agent hands `reconcile` every usable member each time membership changes; conflicts are
+//! The agent hands `accept` every usable member each time membership changes; conflicts are
 //! settled by name order, so every node settles them the same way whatever order events came in.
-//! Pure bookkeeping: the agent applies the returned `Changes` through the backends.
+//! Routed networks that would take over this node's own routing are refused here. Pure
+//! bookkeeping: `reconcile` compares the result with the system.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::overlay::Cidr;
+use crate::reconcile::Net;
 use crate::wireguard::{Key, PeerChange, PeerConfig};
 
 /// Everything the agent configures for one remote member.
@@ -30,13 +32,13 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn allowed_ips(&self) -> Vec<(IpAddr, u8)> {
+    fn allowed_ips(&self) -> Vec<Net> {
         let mut ips = vec![(self.overlay, host_prefix(self.overlay))];
         ips.extend(self.routed.iter().map(|n| (n.network(), n.prefix_len())));
         ips
     }
 
-    fn config(&self) -> PeerConfig {
+    pub fn config(&self) -> PeerConfig {
         PeerConfig {
             public_key: self.public_key,
             endpoint: Some(self.endpoint),
@@ -61,25 +63,36 @@ pub struct Local {
     pub overlay: IpAddr,
     pub overlay_net: Cidr,
     pub routed: Vec<Cidr>,
+    /// Networks connected to this node (its LAN, its uplink): a route to one of them through
+    /// the mesh would cut the node off from it.
+    pub connected: Vec<Cidr>,
+    /// Routed networks accepted even so (`--accept-routed-nets`): inside one of these, only
+    /// conflicts with the overlay and other members are refused.
+    pub accept: Vec<Cidr>,
 }
 
-/// What to apply to move from the old mesh to the new one, in this order: WireGuard changes
-/// (removals first), route removals, route additions, then the hosts file.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
-    pub wireguard: Vec<PeerChange>,
-    pub routes_del: Vec<(IpAddr, u8)>,
-    pub routes_add: Vec<(IpAddr, u8)>,
-    /// The set of (address, name) pairs changed: rewrite the hosts file.
-    pub hosts: bool,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.wireguard.is_empty()
-            && self.routes_add.is_empty()
-            && self.routes_del.is_empty()
-            && !self.hosts
+impl Local {
+    /// Why a routed network must not be installed on this node, if it must not: it would
+    /// replace the default route, cover a connected network, or send a member's underlay
+    /// endpoint (and so the tunnel itself) into the tunnel.
+    fn unsafe_route(&self, net: &Cidr, endpoints: &[(String, IpAddr)]) -> Option<String> {
+        if self
+            .accept
+            .iter()
+            .any(|a| a.contains(net.network()) && a.prefix_len() <= net.prefix_len())
+        {
+            return None;
+        }
+        if net.prefix_len() == 0 {
+            return Some("the default route".into());
+        }
+        if let Some(c) = self.connected.iter().find(|c| c.overlaps(net)) {
+            return Some(format!("this node's connected network {c}"));
+        }
+        endpoints
+            .iter()
+            .find(|(_, ip)| net.contains(*ip))
+            .map(|(name, ip)| format!("the underlay address {ip} of {name}"))
     }
 }
 
@@ -93,6 +106,8 @@ pub enum Refused {
     /// The routed network overlaps one claimed first, this node's, or the overlay network:
     /// the member stays in the mesh without that network.
     Routed { net: String, holder: String },
+    /// The routed network would take over this node's own routing (see `Local::unsafe_route`).
+    Unsafe { net: String, why: String },
 }
 
 impl fmt::Display for Refused {
@@ -116,19 +131,27 @@ impl fmt::Display for Refused {
                     "routed network {net} overlaps one of {holder}; not routed"
                 )
             }
+            Refused::Unsafe { net, why } => {
+                write!(
+                    f,
+                    "routed network {net} overlaps {why}; not routed (list it in \
+                     --accept-routed-nets to route it anyway)"
+                )
+            }
         }
     }
 }
 
-/// The result of one reconcile.
+/// The result of one `accept`.
 #[derive(Debug, Default)]
-pub struct Reconciled {
-    pub changes: Changes,
+pub struct Accepted {
+    /// The set of (address, name) pairs changed: rewrite the hosts file.
+    pub hosts: bool,
     /// Every refused claim, by member name (all of them, not just new ones).
     pub refused: Vec<(String, Refused)>,
 }
 
-/// The applied mesh, keyed by member name.
+/// The accepted mesh, keyed by member name.
 #[derive(Debug, Default)]
 pub struct Mesh {
     peers: BTreeMap<String, Peer>,
@@ -146,12 +169,17 @@ impl Mesh {
     /// Make the applied mesh hold exactly the acceptable members of `want`. Conflicts go to a
     /// hand-set overlay address first, then to the member whose name sorts first; this node
     /// always keeps what it holds.
-    pub fn reconcile(&mut self, mut want: Vec<Peer>, local: &Local) -> Reconciled {
+    pub fn accept(&mut self, mut want: Vec<Peer>, local: &Local) -> Accepted {
         want.sort_by(|a, b| a.name.cmp(&b.name));
         want.dedup_by(|a, b| a.name == b.name);
         // Stable: names stay in order within each group.
         want.sort_by_key(|p| !p.fixed_overlay);
         let mut refused = Vec::new();
+        let endpoints: Vec<(String, IpAddr)> = want
+            .iter()
+            .map(|p| (p.name.clone(), p.endpoint.ip()))
+            .collect();
+        let overlays: Vec<IpAddr> = want.iter().map(|p| p.overlay).collect();
         let mut accepted: BTreeMap<String, Peer> = BTreeMap::new();
         for mut peer in want {
             let holder = if peer.overlay == local.overlay {
@@ -174,7 +202,14 @@ impl Mesh {
             }
             let mut routed = Vec::new();
             for net in std::mem::take(&mut peer.routed) {
-                let holder = if net.overlaps(&local.overlay_net) {
+                if let Some(why) = local.unsafe_route(&net, &endpoints) {
+                    let net = net.to_string();
+                    refused.push((peer.name.clone(), Refused::Unsafe { net, why }));
+                    continue;
+                }
+                let holder = if net.overlaps(&local.overlay_net)
+                    && !is_device_route(&net, local, &overlays)
+                {
                     Some("the overlay network".to_string())
                 } else if local.routed.iter().any(|n| n.overlaps(&net)) {
                     Some("this node".to_string())
@@ -203,42 +238,22 @@ impl Mesh {
             peer.routed = routed;
             accepted.insert(peer.name.clone(), peer);
         }
-        let changes = self.diff(&accepted);
+        let hosts = self.hosts_entries() != hosts_entries(&accepted);
         self.peers = accepted;
-        Reconciled { changes, refused }
+        Accepted { hosts, refused }
     }
 
-    fn diff(&self, new: &BTreeMap<String, Peer>) -> Changes {
-        let mut c = Changes::default();
-        let mut upserts = Vec::new();
-        for (name, old) in &self.peers {
-            match new.get(name) {
-                None => {
-                    c.wireguard.push(PeerChange::Remove(old.public_key));
-                    c.routes_del.extend(old.allowed_ips());
-                    c.hosts = true;
-                }
-                Some(p) if p.public_key != old.public_key => {
-                    c.wireguard.push(PeerChange::Remove(old.public_key));
-                }
-                Some(_) => {}
-            }
-        }
-        for (name, peer) in new {
-            let old = self.peers.get(name);
-            if old == Some(peer) {
-                continue;
-            }
-            let old_ips = old.map(Peer::allowed_ips).unwrap_or_default();
-            let new_ips = peer.allowed_ips();
-            c.routes_del.extend(minus(&old_ips, &new_ips));
-            c.routes_add.extend(minus(&new_ips, &old_ips));
-            c.hosts |= old.is_none_or(|o| o.overlay != peer.overlay);
-            upserts.push(PeerChange::Upsert(peer.config()));
-        }
-        // A route that moved from one peer to another is deleted and added again, in that order.
-        c.wireguard.extend(upserts);
-        c
+    /// The WireGuard peers to configure.
+    pub fn peer_configs(&self) -> Vec<PeerConfig> {
+        self.peers.values().map(Peer::config).collect()
+    }
+
+    /// The routes through our link: every peer's overlay address and routed networks.
+    pub fn routes(&self) -> Vec<Net> {
+        let mut routes: Vec<Net> = self.peers.values().flat_map(Peer::allowed_ips).collect();
+        routes.sort();
+        routes.dedup();
+        routes
     }
 
     /// Remove and re-add every peer that drops its sessions at membership events, so that the
@@ -259,15 +274,22 @@ impl Mesh {
 
     /// The hosts entries for every peer, sorted by name.
     pub fn hosts_entries(&self) -> Vec<(IpAddr, String)> {
-        self.peers
-            .values()
-            .map(|p| (p.overlay, p.name.clone()))
-            .collect()
+        hosts_entries(&self.peers)
     }
 }
 
-fn minus(a: &[(IpAddr, u8)], b: &[(IpAddr, u8)]) -> Vec<(IpAddr, u8)> {
-    a.iter().filter(|n| !b.contains(n)).copied().collect()
+/// A device without wesher behind a member (`wesher peer add`): a host route inside the
+/// overlay network to an address no member and not this node holds.
+fn is_device_route(net: &Cidr, local: &Local, overlays: &[IpAddr]) -> bool {
+    let ip = net.network();
+    net.prefix_len() == host_prefix(ip) && ip != local.overlay && !overlays.contains(&ip)
+}
+
+fn hosts_entries(peers: &BTreeMap<String, Peer>) -> Vec<(IpAddr, String)> {
+    peers
+        .values()
+        .map(|p| (p.overlay, p.name.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -296,6 +318,11 @@ mod tests {
             overlay: "10.0.0.1".parse().unwrap(),
             overlay_net: "10.0.0.0/8".parse().unwrap(),
             routed: vec!["192.168.1.0/24".parse().unwrap()],
+            connected: vec![
+                "192.168.8.0/24".parse().unwrap(),
+                "192.0.2.0/24".parse().unwrap(),
+            ],
+            accept: Vec::new(),
         }
     }
 
@@ -305,78 +332,33 @@ mod tests {
     }
 
     #[test]
-    fn new_peer_adds_one_peer_one_route_and_hosts() {
+    fn a_new_peer_gives_one_peer_one_route_and_hosts() {
         let mut mesh = Mesh::default();
-        let r = mesh.reconcile(vec![peer("a", "10.0.0.2", 1)], &local());
-        let c = r.changes;
-        assert_eq!(c.wireguard.len(), 1);
-        assert!(
-            matches!(&c.wireguard[0], PeerChange::Upsert(p) if p.public_key == key(1)
-            && p.allowed_ips == vec![net("10.0.0.2/32")])
-        );
-        assert_eq!(c.routes_add, vec![net("10.0.0.2/32")]);
-        assert!(c.routes_del.is_empty());
-        assert!(c.hosts);
-        assert!(r.refused.is_empty());
+        let r = mesh.accept(vec![peer("a", "10.0.0.2", 1)], &local());
+        assert!(r.hosts && r.refused.is_empty());
+        let configs = mesh.peer_configs();
+        assert_eq!(configs.len(), 1);
+        assert_eq!(configs[0].public_key, key(1));
+        assert_eq!(configs[0].allowed_ips, vec![net("10.0.0.2/32")]);
+        assert_eq!(mesh.routes(), vec![net("10.0.0.2/32")]);
     }
 
     #[test]
-    fn unchanged_members_change_nothing() {
+    fn unchanged_members_leave_hosts_alone() {
         let mut mesh = Mesh::default();
         let all = vec![peer("a", "10.0.0.2", 1), peer("b", "10.0.0.3", 2)];
-        mesh.reconcile(all.clone(), &local());
-        let r = mesh.reconcile(all, &local());
-        assert!(r.changes.is_empty(), "{:?}", r.changes);
-    }
-
-    #[test]
-    fn one_join_among_many_is_one_upsert() {
-        let mut mesh = Mesh::default();
-        let mut all: Vec<Peer> = (2..50)
-            .map(|i| peer(&format!("n{i}"), &format!("10.0.0.{i}"), i))
-            .collect();
-        mesh.reconcile(all.clone(), &local());
-        all.push(peer("new", "10.0.0.99", 99));
-        let c = mesh.reconcile(all, &local()).changes;
-        assert_eq!(c.wireguard.len(), 1);
-        assert_eq!(c.routes_add, vec![net("10.0.0.99/32")]);
-    }
-
-    #[test]
-    fn new_key_replaces_the_old_peer_without_touching_routes() {
-        let mut mesh = Mesh::default();
-        mesh.reconcile(vec![peer("a", "10.0.0.2", 1)], &local());
-        let c = mesh
-            .reconcile(vec![peer("a", "10.0.0.2", 2)], &local())
-            .changes;
-        assert_eq!(c.wireguard.len(), 2);
-        assert_eq!(c.wireguard[0], PeerChange::Remove(key(1)));
-        assert!(matches!(&c.wireguard[1], PeerChange::Upsert(p) if p.public_key == key(2)));
-        assert!(c.routes_add.is_empty() && c.routes_del.is_empty() && !c.hosts);
-    }
-
-    #[test]
-    fn moved_overlay_swaps_route_and_hosts() {
-        let mut mesh = Mesh::default();
-        mesh.reconcile(vec![peer("a", "10.0.0.2", 1)], &local());
-        let c = mesh
-            .reconcile(vec![peer("a", "10.0.0.3", 1)], &local())
-            .changes;
-        assert_eq!(c.routes_del, vec![net("10.0.0.2/32")]);
-        assert_eq!(c.routes_add, vec![net("10.0.0.3/32")]);
-        assert!(c.hosts);
-    }
-
-    #[test]
-    fn a_member_gone_drops_peer_route_and_hosts_line() {
-        let mut mesh = Mesh::default();
-        mesh.reconcile(vec![peer("a", "10.0.0.2", 1)], &local());
-        let c = mesh.reconcile(Vec::new(), &local()).changes;
-        assert_eq!(c.wireguard, vec![PeerChange::Remove(key(1))]);
-        assert_eq!(c.routes_del, vec![net("10.0.0.2/32")]);
-        assert!(c.hosts);
-        assert!(mesh.hosts_entries().is_empty());
-        assert!(mesh.reconcile(Vec::new(), &local()).changes.is_empty());
+        mesh.accept(all.clone(), &local());
+        assert!(!mesh.accept(all, &local()).hosts);
+        // A new key does not change the hosts lines either.
+        assert!(
+            !mesh
+                .accept(
+                    vec![peer("a", "10.0.0.2", 7), peer("b", "10.0.0.3", 2)],
+                    &local()
+                )
+                .hosts
+        );
+        assert!(mesh.accept(vec![peer("a", "10.0.0.4", 7)], &local()).hosts);
     }
 
     #[test]
@@ -387,7 +369,7 @@ mod tests {
                 .iter()
                 .map(|n| peer(n, "10.0.0.2", n.as_bytes()[0]))
                 .collect();
-            let r = mesh.reconcile(want, &local());
+            let r = mesh.accept(want, &local());
             assert_eq!(
                 mesh.hosts_entries(),
                 vec![("10.0.0.2".parse().unwrap(), "a".into())]
@@ -408,7 +390,7 @@ mod tests {
     #[test]
     fn our_own_address_and_a_taken_key_are_refused() {
         let mut mesh = Mesh::default();
-        let r = mesh.reconcile(
+        let r = mesh.accept(
             vec![
                 peer("a", "10.0.0.2", 1),
                 peer("c", "10.0.0.1", 3),
@@ -435,19 +417,14 @@ mod tests {
     #[test]
     fn when_the_holder_leaves_the_refused_member_gets_in() {
         let mut mesh = Mesh::default();
-        mesh.reconcile(
+        mesh.accept(
             vec![peer("a", "10.0.0.2", 1), peer("b", "10.0.0.2", 2)],
             &local(),
         );
-        let r = mesh.reconcile(vec![peer("b", "10.0.0.2", 2)], &local());
-        assert!(r.refused.is_empty());
-        let c = r.changes;
-        assert_eq!(c.wireguard[0], PeerChange::Remove(key(1)));
-        assert!(matches!(&c.wireguard[1], PeerChange::Upsert(p) if p.public_key == key(2)));
-        // The route stays: deleted for a, added for b, in that order.
-        assert_eq!(c.routes_del, vec![net("10.0.0.2/32")]);
-        assert_eq!(c.routes_add, vec![net("10.0.0.2/32")]);
-        assert!(c.hosts);
+        let r = mesh.accept(vec![peer("b", "10.0.0.2", 2)], &local());
+        assert!(r.refused.is_empty() && r.hosts);
+        assert_eq!(mesh.peer_configs()[0].public_key, key(2));
+        assert_eq!(mesh.routes(), vec![net("10.0.0.2/32")]);
     }
 
     #[test]
@@ -455,17 +432,32 @@ mod tests {
         let mut mesh = Mesh::default();
         let mut p = peer("r", "10.0.0.5", 5);
         p.routed = vec!["192.168.10.0/24".parse().unwrap()];
-        let c = mesh.reconcile(vec![p.clone()], &local()).changes;
+        mesh.accept(vec![p.clone()], &local());
         assert_eq!(
-            c.routes_add,
+            mesh.routes(),
             vec![net("10.0.0.5/32"), net("192.168.10.0/24")]
         );
-        assert!(matches!(&c.wireguard[0], PeerChange::Upsert(cfg) if cfg.allowed_ips.len() == 2));
+        assert_eq!(mesh.peer_configs()[0].allowed_ips.len(), 2);
         p.routed = vec!["192.168.20.0/24".parse().unwrap()];
-        let c = mesh.reconcile(vec![p], &local()).changes;
-        assert_eq!(c.routes_del, vec![net("192.168.10.0/24")]);
-        assert_eq!(c.routes_add, vec![net("192.168.20.0/24")]);
-        assert!(!c.hosts);
+        assert!(!mesh.accept(vec![p], &local()).hosts);
+        assert_eq!(
+            mesh.routes(),
+            vec![net("10.0.0.5/32"), net("192.168.20.0/24")]
+        );
+    }
+
+    fn holders(refused: &[(String, Refused)]) -> Vec<String> {
+        refused
+            .iter()
+            .map(|(n, why)| {
+                assert_eq!(n, "b");
+                match why {
+                    Refused::Routed { holder, .. } => holder.clone(),
+                    Refused::Unsafe { why, .. } => why.clone(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -480,19 +472,11 @@ mod tests {
             "10.1.0.0/16".parse().unwrap(),
             "172.16.0.0/16".parse().unwrap(),
         ];
-        let r = mesh.reconcile(vec![b, a], &local());
-        let holders: Vec<&str> = r
-            .refused
-            .iter()
-            .map(|(n, why)| {
-                assert_eq!(n, "b");
-                match why {
-                    Refused::Routed { holder, .. } => holder.as_str(),
-                    other => panic!("{other:?}"),
-                }
-            })
-            .collect();
-        assert_eq!(holders, vec!["a", "this node", "the overlay network"]);
+        let r = mesh.accept(vec![b, a], &local());
+        assert_eq!(
+            holders(&r.refused),
+            vec!["a", "this node", "the overlay network"]
+        );
         assert_eq!(
             mesh.get("b").unwrap().routed,
             vec!["172.16.0.0/16".parse().unwrap()]
@@ -501,11 +485,85 @@ mod tests {
     }
 
     #[test]
+    fn device_host_routes_inside_the_overlay_pass_unless_an_address_is_held() {
+        let mut mesh = Mesh::default();
+        let mut b = peer("b", "10.0.0.2", 1);
+        b.routed = ["10.7.7.7/32", "10.0.0.3/32", "10.0.0.1/32", "10.8.0.0/16"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let r = mesh.accept(vec![b, peer("a", "10.0.0.3", 2)], &local());
+        assert_eq!(
+            mesh.get("b").unwrap().routed,
+            vec!["10.7.7.7/32".parse().unwrap()]
+        );
+        assert_eq!(holders(&r.refused), vec!["the overlay network"; 3]);
+        assert!(mesh.routes().contains(&net("10.7.7.7/32")));
+    }
+
+    #[test]
+    fn routed_networks_that_would_take_over_our_routing_are_refused() {
+        let mut mesh = Mesh::default();
+        let mut a = peer("a", "10.0.0.2", 1);
+        a.endpoint = "198.51.100.7:51820".parse().unwrap();
+        let mut b = peer("b", "10.0.0.3", 2);
+        b.routed = vec![
+            "0.0.0.0/0".parse().unwrap(),
+            "192.168.8.0/24".parse().unwrap(),
+            "192.0.2.128/25".parse().unwrap(),
+            "198.51.100.0/24".parse().unwrap(),
+            "172.20.0.0/16".parse().unwrap(),
+        ];
+        let r = mesh.accept(vec![a.clone(), b.clone()], &local());
+        assert_eq!(
+            holders(&r.refused),
+            vec![
+                "the default route",
+                "this node's connected network 192.168.8.0/24",
+                "this node's connected network 192.0.2.0/24",
+                "the underlay address 198.51.100.7 of a",
+            ]
+        );
+        assert_eq!(
+            mesh.get("b").unwrap().routed,
+            vec!["172.20.0.0/16".parse().unwrap()]
+        );
+        // Opted in: routed, each net as listed.
+        let mut opted = local();
+        opted.accept = vec![
+            "192.168.8.0/24".parse().unwrap(),
+            "198.51.100.0/24".parse().unwrap(),
+        ];
+        b.routed = vec![
+            "192.168.8.0/24".parse().unwrap(),
+            "198.51.100.0/24".parse().unwrap(),
+        ];
+        let r = mesh.accept(vec![a.clone(), b.clone()], &opted);
+        assert!(r.refused.is_empty(), "{:?}", r.refused);
+        assert_eq!(mesh.get("b").unwrap().routed.len(), 2);
+        // A wider net than the one accepted is still refused.
+        b.routed = vec!["192.168.0.0/16".parse().unwrap()];
+        assert_eq!(
+            mesh.accept(vec![a.clone(), b.clone()], &opted)
+                .refused
+                .len(),
+            1
+        );
+        // The default route also covers the overlay: never routed, accepted or not.
+        opted.accept = vec!["0.0.0.0/0".parse().unwrap()];
+        b.routed = vec!["0.0.0.0/0".parse().unwrap()];
+        assert_eq!(
+            holders(&mesh.accept(vec![a, b], &opted).refused),
+            vec!["the overlay network"]
+        );
+    }
+
+    #[test]
     fn session_resets_touch_only_peers_that_drop_sessions() {
         let mut mesh = Mesh::default();
         let mut go = peer("go", "10.0.0.2", 1);
         go.resets_sessions = true;
-        mesh.reconcile(vec![go, peer("rust", "10.0.0.3", 2)], &local());
+        mesh.accept(vec![go, peer("rust", "10.0.0.3", 2)], &local());
         let resets = mesh.session_resets();
         assert_eq!(resets.len(), 2);
         assert_eq!(resets[0], PeerChange::Remove(key(1)));
@@ -520,7 +578,7 @@ mod tests {
         let mut mesh = Mesh::default();
         let mut fixed = peer("zz", "10.0.0.2", 2);
         fixed.fixed_overlay = true;
-        let r = mesh.reconcile(vec![peer("aa", "10.0.0.2", 1), fixed], &local());
+        let r = mesh.accept(vec![peer("aa", "10.0.0.2", 1), fixed], &local());
         assert_eq!(
             mesh.hosts_entries(),
             vec![("10.0.0.2".parse().unwrap(), "zz".into())]

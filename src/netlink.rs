@@ -7,6 +7,10 @@
 use std::fmt;
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use crate::overlay::Cidr;
 
 use neli::{
     attr::Attribute,
@@ -88,6 +92,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The rtm_protocol of the routes we install ("W"): a route with another protocol is not ours,
+/// so it is never replaced or removed. Not among iproute2's rt_protos.
+pub const RTPROT_WESHER: u8 = 87;
+/// A kernel that takes longer than this to answer is stuck; the loop must not hang on it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// One netlink socket doing synchronous request/response exchanges; shared by
 /// rtnetlink here and WireGuard's generic netlink.
 pub(crate) struct Conn {
@@ -107,6 +117,8 @@ impl Conn {
                 other => Error::new(context, other.to_string()),
             }
         })?;
+        set_recv_timeout(sock.as_raw_fd(), REQUEST_TIMEOUT)
+            .map_err(|e| Error::new(format!("opening {what} netlink socket"), e.to_string()))?;
         Ok(Conn { sock, seq: 0 })
     }
 
@@ -213,6 +225,28 @@ impl Conn {
                 }
             }
         }
+    }
+}
+
+fn set_recv_timeout(fd: i32, timeout: Duration) -> std::io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: fd is an open socket and tv a valid timeval of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -333,11 +367,17 @@ impl Netlink {
             .ok_or_else(|| Error::new(what, "the link vanished right after it was created"))
     }
 
+    /// Deletes a link; one that is gone already is fine.
     pub fn delete_link(&mut self, index: u32) -> Result<(), Error> {
         let msg = ifinfo(index, Iff::empty(), Vec::new())?;
-        self.on_link(index, Rtm::Dellink, NlmF::empty(), msg, None, |name| {
-            format!("deleting link {name}")
-        })
+        self.on_link(
+            index,
+            Rtm::Dellink,
+            NlmF::empty(),
+            msg,
+            Some(ENODEV),
+            |name| format!("deleting link {name}"),
+        )
     }
 
     /// Sets the MTU and brings the link up.
@@ -379,27 +419,41 @@ impl Netlink {
         })
     }
 
-    /// Routes of the main table through the interface, except the ones the kernel
-    /// adds by itself for addresses.
+    /// Our routes (of protocol `RTPROT_WESHER`) of the main table through the interface.
     pub fn routes(&mut self, index: u32) -> Result<Vec<Route>, Error> {
         Ok(self
             .main_routes()?
             .into_iter()
-            .filter(|(route, proto)| route.index == index && *proto != Rtprot::Kernel)
+            .filter(|(route, proto)| route.index == index && u8::from(*proto) == RTPROT_WESHER)
             .map(|(route, _)| route)
             .collect())
     }
 
-    /// Adds (or takes over) a link-scope route to `dst/prefix_len` through the interface.
+    /// The networks of every address not on `except`: what this node is connected to.
+    pub fn connected(&mut self, except: Option<u32>) -> Result<Vec<Cidr>, Error> {
+        Ok(self
+            .addresses(None)?
+            .iter()
+            .filter(|a| Some(a.index) != except)
+            .filter_map(|a| Cidr::new(a.addr, a.prefix_len).ok())
+            .filter(|c| !c.addr().is_loopback() && !is_link_local(c.addr()))
+            .map(|c| Cidr::new(c.network(), c.prefix_len()).unwrap_or(c))
+            .collect())
+    }
+
+    /// Adds a link-scope route of our protocol to `dst/prefix_len` through the interface. It
+    /// never replaces a route: when one to the same destination exists (ours through another
+    /// link, or anyone else's), the kernel refuses with EEXIST.
     pub fn add_route(&mut self, index: u32, dst: IpAddr, prefix_len: u8) -> Result<(), Error> {
         let msg = route_msg(index, dst, prefix_len)?;
-        let flags = NlmF::CREATE | NlmF::REPLACE;
+        let flags = NlmF::CREATE | NlmF::EXCL;
         self.on_link(index, Rtm::Newroute, flags, msg, None, |name| {
             format!("adding route {dst}/{prefix_len} to link {name}")
         })
     }
 
-    /// Removes a route; removing one that is not there is fine.
+    /// Removes one of our routes (the kernel matches the protocol); removing one that is not
+    /// there is fine.
     pub fn del_route(&mut self, index: u32, dst: IpAddr, prefix_len: u8) -> Result<(), Error> {
         let msg = route_msg(index, dst, prefix_len)?;
         self.on_link(
@@ -455,12 +509,13 @@ impl Netlink {
             .ok_or_else(|| Error::new(what, "the interface has no address"))
     }
 
-    /// Bind autodetection as Go wesher does it (SPEC section 1).
-    pub fn detect_bind(&mut self) -> Result<BindAddrs, Error> {
+    /// Bind autodetection as Go wesher does it (SPEC section 1); `except` is our own link,
+    /// whose overlay address is no underlay.
+    pub fn detect_bind(&mut self, except: Option<u32>) -> Result<BindAddrs, Error> {
         let up: Vec<u32> = self
             .links()?
             .iter()
-            .filter(|l| l.up)
+            .filter(|l| l.up && Some(l.index) != except)
             .map(|l| l.index)
             .collect();
         let default_links: Vec<u32> = self
@@ -583,24 +638,17 @@ const NOT_FORWARDABLE: &[(&str, u8)] = &[
 ];
 
 fn in_any(addr: &IpAddr, blocks: &[(&str, u8)]) -> bool {
-    blocks.iter().any(|(net, len)| match net.parse::<IpAddr>() {
-        Ok(net) => prefix_contains(net, *len, *addr),
-        Err(_) => false,
+    blocks.iter().any(|(net, len)| {
+        net.parse()
+            .ok()
+            .and_then(|net| Cidr::new(net, *len).ok())
+            .is_some_and(|c| c.contains(*addr))
     })
 }
 
-fn prefix_contains(net: IpAddr, len: u8, addr: IpAddr) -> bool {
-    let (net, addr, bits) = match (net, addr) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => (
-            u128::from(n.to_bits()) << 96,
-            u128::from(a.to_bits()) << 96,
-            len,
-        ),
-        (IpAddr::V6(n), IpAddr::V6(a)) => (n.to_bits(), a.to_bits(), len),
-        _ => return false,
-    };
-    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
-    net & mask == addr & mask
+/// IPv4 169.254/16 and IPv6 fe80::/10, which the kernel manages on its own.
+pub fn is_link_local(addr: IpAddr) -> bool {
+    in_any(&addr, &[("169.254.0.0", 16), ("fe80::", 10)])
 }
 
 fn rtattr<T: RtaType, P: Size + ToBytes>(ty: T, payload: P) -> Result<Rtattr<T, Buffer>, Error> {
@@ -681,7 +729,7 @@ fn route_msg(index: u32, dst: IpAddr, prefix_len: u8) -> Result<Rtmsg, Error> {
         .rtm_src_len(0)
         .rtm_tos(0)
         .rtm_table(RtTable::Main)
-        .rtm_protocol(Rtprot::Boot)
+        .rtm_protocol(Rtprot::from(RTPROT_WESHER))
         .rtm_scope(RtScope::Link)
         .rtm_type(Rtn::Unicast)
         .rtattrs(attrs.into_iter().collect::<RtBuffer<_, _>>())
@@ -838,8 +886,9 @@ mod tests {
         for public in ["1.1.1.1", "172.32.0.1", "100.128.0.1", "2a00:1450::1"] {
             assert!(!in_any(&ip(public), RFC6890), "{public}");
         }
-        assert!(prefix_contains(ip("0.0.0.0"), 0, ip("9.9.9.9")));
-        assert!(!prefix_contains(ip("::"), 0, ip("9.9.9.9")));
+        assert!(in_any(&ip("9.9.9.9"), &[("0.0.0.0", 0)]));
+        assert!(!in_any(&ip("9.9.9.9"), &[("::", 0)]));
+        assert!(is_link_local(ip("fe80::1")) && !is_link_local(ip("fd00::1")));
     }
 
     #[test]

@@ -344,6 +344,7 @@ fn serves_push_pull_and_tcp_ping() {
     m.handle_input(now, Input::Accepted { id, from: addr(2) });
     let remote = PushPull {
         join: true,
+        skipped: 0,
         nodes: vec![PushNodeState {
             name: "joiner".into(),
             addr: addr(2).ip(),
@@ -459,6 +460,7 @@ fn join_sends_our_state_and_reports_each_address() {
     assert!(matches!(&msgs[..], [Message::PushPull(pp)] if pp.join && pp.nodes.len() == 1));
     let answer = PushPull {
         join: true,
+        skipped: 0,
         nodes: vec![
             PushNodeState {
                 name: "seed".into(),
@@ -564,6 +566,7 @@ fn push_pull_with_incompatible_protocol_versions_is_refused() {
     stream_output(&mut m, id);
     let answer = PushPull {
         join: true,
+        skipped: 0,
         nodes: vec![PushNodeState {
             name: "future".into(),
             addr: addr(2).ip(),
@@ -617,6 +620,7 @@ fn relays_a_go_node_address_in_the_byte_form_it_announced() {
     m.handle_input(now, Input::Accepted { id, from: addr(2) });
     let ask = PushPull {
         join: false,
+        skipped: 0,
         nodes: Vec::new(),
     };
     m.handle_input(
@@ -638,4 +642,319 @@ fn relays_a_go_node_address_in_the_byte_form_it_announced() {
     let mut sixteen = vec![0u8; 10];
     sixteen.extend_from_slice(&[0xff, 0xff, 127, 0, 0, 3]);
     assert!(encoded.windows(16).any(|w| w == sixteen.as_slice()));
+}
+
+/// A compound packet of raw parts (some of them not valid messages), sealed as Go would.
+fn raw_packet(parts: &[Vec<u8>]) -> Vec<u8> {
+    let opts = PacketOpts {
+        crc: true,
+        compress: false,
+    };
+    wire::seal_packet(parts, opts, &Keyring::new(KEY), &mut Nonces::new(2))
+}
+
+#[test]
+fn a_bad_part_of_a_compound_costs_that_part_only() {
+    let now = Instant::now();
+    let mut m = node(now);
+    let parts = vec![
+        wire::encode_message(&alive("a", 1, 2, b"")),
+        vec![0x63, 0x80],
+        vec![kind::SUSPECT, 0xc1],
+        wire::encode_message(&alive("b", 1, 3, b"")),
+    ];
+    let bytes = raw_packet(&parts);
+    m.handle_input(
+        now,
+        Input::Datagram {
+            from: addr(2),
+            bytes,
+        },
+    );
+    assert_eq!(m.member("a").map(|p| p.state), Some(MemberState::Alive));
+    assert_eq!(m.member("b").map(|p| p.state), Some(MemberState::Alive));
+    assert_eq!(m.stats().drops_for("unknown_type"), 1);
+    assert_eq!(m.stats().drops_for("msgpack"), 1);
+    assert_eq!(m.stats().messages_in, 2);
+}
+
+/// A push-pull frame whose entry named `bad` gets a name that is not UTF-8 (Go strings are
+/// bytes, so Go peers can send one).
+fn push_pull_with_a_bad_name(join: bool, names: &[&str], bad: &str) -> Vec<u8> {
+    let pp = Message::PushPull(PushPull {
+        join,
+        skipped: 0,
+        nodes: names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| PushNodeState {
+                name: (*name).into(),
+                addr: addr(10 + i as u8).ip(),
+                port: 7946,
+                meta: vec![],
+                incarnation: 1,
+                state: NodeState::Alive,
+                vsn: WESHER_VSN,
+            })
+            .collect(),
+    });
+    let mut bytes = wire::encode_message(&pp);
+    let at = bytes
+        .windows(bad.len())
+        .position(|w| w == bad.as_bytes())
+        .expect("the name is in the message");
+    bytes[at..at + bad.len()].fill(0xff);
+    wire::seal_stream(&bytes, &Keyring::new(KEY), &mut Nonces::new(6))
+}
+
+#[test]
+fn a_push_pull_entry_whose_name_is_not_utf8_costs_that_entry_only() {
+    let now = Instant::now();
+    // Served: the two good entries are merged, the bad one counted.
+    let mut m = node(now);
+    let id = StreamId::Incoming(1);
+    m.handle_input(now, Input::Accepted { id, from: addr(2) });
+    let bytes = push_pull_with_a_bad_name(false, &["good1", "BADNAME", "good2"], "BADNAME");
+    m.handle_input(now, Input::StreamData { id, bytes });
+    let (msgs, closed) = stream_output(&mut m, id);
+    assert!(closed);
+    assert!(matches!(&msgs[..], [Message::PushPull(_)]), "{msgs:?}");
+    assert!(m.member("good1").is_some() && m.member("good2").is_some());
+    assert_eq!(m.stats().drops_for("name_not_utf8"), 1);
+    // Our join: it succeeds with what could be kept.
+    let mut m = node(now);
+    m.join(now, &[addr(2)]);
+    let Some(Transmit::Connect { id, .. }) = m.poll_transmit() else {
+        panic!("join connects");
+    };
+    m.handle_input(now, Input::Connected { id });
+    stream_output(&mut m, id);
+    let bytes = push_pull_with_a_bad_name(true, &["seed", "BADNAME"], "BADNAME");
+    m.handle_input(now, Input::StreamData { id, bytes });
+    let results: Vec<Event> = events(&mut m)
+        .into_iter()
+        .filter(|e| matches!(e, Event::JoinResult { .. }))
+        .collect();
+    assert!(
+        matches!(&results[..], [Event::JoinResult { result: Ok(1), .. }]),
+        "{results:?}"
+    );
+    assert_eq!(m.member("seed").map(|p| p.state), Some(MemberState::Alive));
+}
+
+#[test]
+fn an_alive_with_incarnation_zero_is_dead_since_ever_as_in_go() {
+    let now = Instant::now();
+    let mut m = node(now);
+    feed(&mut m, now, addr(2), &[alive("peer", 1, 2, b"")]);
+    feed(&mut m, now, addr(3), &[alive("zero", 0, 3, b"")]);
+    assert_eq!(m.member("zero").map(|p| p.state), Some(MemberState::Dead));
+    assert!(events(&mut m)
+        .iter()
+        .all(|e| !matches!(e, Event::Join(p) if p.name == "zero")));
+    // Not "recently dead": no gossip, probe or push-pull goes to it, and the next probe round
+    // reaps it (LAN keeps recently dead members 30 s).
+    let mut t = now;
+    let mut to_zero = 0;
+    while t < now + Duration::from_secs(3) {
+        t += Duration::from_millis(50);
+        m.handle_timeout(t);
+        while let Some(tx) = m.poll_transmit() {
+            match tx {
+                Transmit::Datagram { to, .. } | Transmit::Connect { to, .. } if to == addr(3) => {
+                    to_zero += 1
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(to_zero, 0);
+    assert!(m.member("zero").is_none());
+}
+
+#[test]
+fn a_probe_tick_during_a_long_probe_is_kept_pending_as_go_does() {
+    // "good" acks every ping at once. "udp-blocked" answers only the TCP fallback ping, so
+    // each probe of it runs its whole interval (and succeeds then: it stays alive, awareness
+    // stays 0). Wake-ups come 0-5 ms late, as a loaded event loop's do, so such a probe often
+    // still runs when the next tick is due. Go's ticker keeps that tick pending and probes
+    // right after; losing it would cost one more interval per such probe. (Two good peers:
+    // with three nodes Go's probe loop itself gives up a tick when a reshuffle puts the local
+    // node first, and so do we.)
+    let start = Instant::now();
+    let mut m = node(start);
+    feed(&mut m, start, addr(2), &[alive("good", 1, 2, b"")]);
+    feed(&mut m, start, addr(4), &[alive("good2", 1, 4, b"")]);
+    feed(&mut m, start, addr(3), &[alive("udp-blocked", 1, 3, b"")]);
+    let ring = Keyring::new(KEY);
+    let mut now = start;
+    let mut late: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut probes = Vec::new();
+    while now < start + Duration::from_secs(30) {
+        late ^= late << 13;
+        late ^= late >> 7;
+        late ^= late << 17;
+        let lateness = Duration::from_micros(late % 5000);
+        now = m.next_deadline().expect("timers run").max(now) + lateness;
+        m.handle_timeout(now);
+        while let Some(t) = m.poll_transmit() {
+            match t {
+                Transmit::Datagram { to, bytes } => {
+                    for msg in wire::open_packet(&bytes, &ring).expect("our packet opens") {
+                        match msg {
+                            Message::Ping(p) if p.node != "me" => {
+                                probes.push(now);
+                                if to != addr(3) {
+                                    let ack = AckResp {
+                                        seq_no: p.seq_no,
+                                        payload: None,
+                                    };
+                                    feed(&mut m, now, to, &[Message::Ack(ack)]);
+                                }
+                            }
+                            Message::IndirectPing(p) => {
+                                let nack = NackResp { seq_no: p.seq_no };
+                                feed(&mut m, now, to, &[Message::Nack(nack)]);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Transmit::Connect { id, to } if to == addr(3) => {
+                    m.handle_input(now, Input::Connected { id })
+                }
+                Transmit::StreamSend { id, bytes } => {
+                    if let Ok(Some((Message::Ping(p), _))) = wire::open_stream(&bytes, &ring) {
+                        let ack = Message::Ack(AckResp {
+                            seq_no: p.seq_no,
+                            payload: None,
+                        });
+                        let bytes = stream_frame(&ack);
+                        m.handle_input(now, Input::StreamData { id, bytes });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(m.health_score(), 0);
+    assert_eq!(
+        m.member("udp-blocked").map(|p| p.state),
+        Some(MemberState::Alive)
+    );
+    let gaps: Vec<Duration> = probes.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|&g| g <= Duration::from_millis(1010)),
+        "a probe interval was lost: {gaps:?}"
+    );
+    assert!(probes.len() >= 29, "{} probes in 30 s", probes.len());
+    assert_eq!(m.stats().probes, probes.len() as u64);
+}
+
+#[test]
+fn an_indirect_ping_without_a_port_goes_to_the_cluster_port() {
+    let now = Instant::now();
+    let mut m = node(now);
+    let ind = Message::IndirectPing(IndirectPing {
+        seq_no: 5,
+        target: addr(5).ip(),
+        port: 0,
+        node: "target".into(),
+        nack: false,
+        source_addr: None,
+        source_port: None,
+        source_node: None,
+    });
+    feed(&mut m, now, addr(2), &[ind]);
+    let pinged: Vec<SocketAddr> = sent_messages(&mut m)
+        .into_iter()
+        .filter(|(_, msg)| matches!(msg, Message::Ping(p) if p.node == "target"))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(pinged, [addr(5)]);
+}
+
+#[test]
+fn labelled_packets_are_dropped_as_go_does_without_a_label() {
+    let now = Instant::now();
+    let mut m = node(now);
+    let mut bytes = vec![kind::HAS_LABEL, 3];
+    bytes.extend_from_slice(b"lab");
+    bytes.extend_from_slice(&packet(&[alive("peer", 1, 2, b"")]));
+    m.handle_input(
+        now,
+        Input::Datagram {
+            from: addr(2),
+            bytes,
+        },
+    );
+    assert!(m.member("peer").is_none());
+    assert_eq!(m.stats().drops_for("label"), 1);
+}
+
+#[test]
+fn incarnations_wrap_like_go_u32() {
+    let now = Instant::now();
+    let mut m = node(now);
+    feed(&mut m, now, addr(2), &[alive("peer", 1, 2, b"")]);
+    sent_messages(&mut m);
+    let accuse = Message::Suspect(Suspect {
+        incarnation: u32::MAX,
+        node: "me".into(),
+        from: "peer".into(),
+    });
+    feed(&mut m, now, addr(2), &[accuse]);
+    // Go: nextIncarnation then skipIncarnation(accused - inc + 1) on a u32: accused + 1 = 0.
+    assert_eq!(m.local().incarnation, 0);
+}
+
+#[test]
+fn timers_start_as_go_memberlist_schedules_them() {
+    // Go: the probe ticker's first tick one interval after start; the first periodic
+    // push-pull after a random stagger plus one whole period (pushPullTrigger), so a node that
+    // just joined does not push-pull again within the first period.
+    let start = Instant::now();
+    let t = Timing::wan();
+    for seed in 0..8 {
+        let config = Config {
+            name: "me".into(),
+            advertise: addr(1),
+            keyring: Keyring::new(KEY),
+            timing: t.clone(),
+            meta: vec![],
+        };
+        let mut m = Membership::new(config, start, seed);
+        feed(&mut m, start, addr(2), &[alive("peer", 1, 2, b"")]);
+        let (mut first_probe, mut first_push_pull) = (None, None);
+        let mut now = start;
+        while first_push_pull.is_none() && now < start + 3 * t.push_pull_interval {
+            now = m.next_deadline().expect("timers run").max(now);
+            m.handle_timeout(now);
+            while let Some(tx) = m.poll_transmit() {
+                match tx {
+                    Transmit::Connect { .. } => first_push_pull = first_push_pull.or(Some(now)),
+                    Transmit::Datagram { to, bytes } if to == addr(2) => {
+                        let ring = Keyring::new(KEY);
+                        for msg in wire::open_packet(&bytes, &ring).expect("opens") {
+                            if let Message::Ping(p) = msg {
+                                first_probe = first_probe.or(Some(now));
+                                let ack = AckResp {
+                                    seq_no: p.seq_no,
+                                    payload: None,
+                                };
+                                feed(&mut m, now, addr(2), &[Message::Ack(ack)]);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(first_probe.map(|p| p - start), Some(t.probe_interval));
+        let pp = first_push_pull.expect("a periodic push-pull") - start;
+        assert!(
+            pp >= t.push_pull_interval && pp < 2 * t.push_pull_interval,
+            "seed {seed}: first push-pull after {pp:?}"
+        );
+    }
 }

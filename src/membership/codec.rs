@@ -308,6 +308,8 @@ struct NodeFields {
     meta: Vec<u8>,
     vsn: Option<Vsn>,
     state: Option<NodeState>,
+    /// The name is not UTF-8 (Go strings are bytes): the caller decides what that costs.
+    name_not_utf8: bool,
 }
 
 impl NodeFields {
@@ -316,7 +318,10 @@ impl NodeFields {
         read_fields(r, |key, r| {
             match key {
                 b"Incarnation" => n.incarnation = u32_field(r)?,
-                k if k == name_key => n.name = r.string()?,
+                k if k == name_key => match std::str::from_utf8(r.bytes()?) {
+                    Ok(name) => n.name = name.to_owned(),
+                    Err(_) => n.name_not_utf8 = true,
+                },
                 b"Addr" => n.addr = Some(node_ip_from(r.bytes()?)?),
                 b"Port" => n.port = u16_field(r)?,
                 b"Meta" => n.meta = r.bytes()?.to_vec(),
@@ -332,6 +337,9 @@ impl NodeFields {
 
 fn decode_alive(r: &mut Reader) -> Result<Alive, WireError> {
     let n = NodeFields::read(r, b"Node")?;
+    if n.name_not_utf8 {
+        return Err(WireError::Msgpack("node name is not valid UTF-8".into()));
+    }
     Ok(Alive {
         incarnation: n.incarnation,
         node: n.name,
@@ -358,9 +366,14 @@ fn decode_push_pull(r: &mut Reader) -> Result<PushPull, WireError> {
     if count > r.rest().len() as u64 {
         return Err(WireError::Truncated);
     }
-    let mut nodes = Vec::new();
+    let (mut nodes, mut skipped) = (Vec::new(), 0);
     for _ in 0..count {
         let n = NodeFields::read(r, b"Name")?;
+        // A name we cannot hold costs that entry only; Go would take it as bytes.
+        if n.name_not_utf8 {
+            skipped += 1;
+            continue;
+        }
         nodes.push(PushNodeState {
             name: n.name,
             addr: n.addr.ok_or_else(|| missing("Addr"))?,
@@ -375,7 +388,11 @@ fn decode_push_pull(r: &mut Reader) -> Result<PushPull, WireError> {
     if user_len > r.rest().len() as u64 {
         return Err(WireError::Truncated);
     }
-    Ok(PushPull { join, nodes })
+    Ok(PushPull {
+        join,
+        nodes,
+        skipped,
+    })
 }
 
 /// Decodes one message (type byte + body). Trailing bytes after the body are ignored, as Go's
@@ -500,6 +517,7 @@ pub(crate) mod tests {
             }),
             Message::PushPull(PushPull {
                 join: false,
+                skipped: 0,
                 nodes: (0..200)
                     .map(|i| PushNodeState {
                         name: format!("node{i}"),

@@ -8,6 +8,7 @@ use std::fmt;
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 
+use super::rng::Rng;
 use super::wire::WireError;
 
 const VERSION_SIZE: usize = 1;
@@ -48,6 +49,13 @@ impl std::error::Error for KeyringError {}
 #[derive(Clone, PartialEq, Eq)]
 pub struct Keyring {
     keys: Vec<Key>,
+}
+
+impl Drop for Keyring {
+    // Cluster keys do not outlive their keyring in memory.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.keys);
+    }
 }
 
 impl fmt::Debug for Keyring {
@@ -124,7 +132,7 @@ impl Keyring {
 /// one `Nonces` (seed it from the OS so restarts do not repeat either).
 #[derive(Clone, Debug)]
 pub struct Nonces {
-    rng: u64,
+    rng: Rng,
     prefix: [u8; 8],
     counter: u32,
 }
@@ -132,21 +140,12 @@ pub struct Nonces {
 impl Nonces {
     /// A nonce source seeded with `seed` (the driver passes OS randomness).
     pub fn new(seed: u64) -> Self {
-        let mut n = Nonces {
-            rng: seed,
-            prefix: [0; 8],
+        let mut rng = Rng::new(seed);
+        Nonces {
+            prefix: rng.next_u64().to_be_bytes(),
+            rng,
             counter: 0,
-        };
-        n.prefix = n.splitmix().to_be_bytes();
-        n
-    }
-
-    fn splitmix(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        }
     }
 
     /// The next unused nonce.
@@ -156,7 +155,7 @@ impl Nonces {
         nonce[8..].copy_from_slice(&self.counter.to_be_bytes());
         self.counter = self.counter.wrapping_add(1);
         if self.counter == 0 {
-            self.prefix = self.splitmix().to_be_bytes();
+            self.prefix = self.rng.next_u64().to_be_bytes();
         }
         nonce
     }

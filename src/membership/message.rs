@@ -119,6 +119,8 @@ pub struct PushNodeState {
 pub struct PushPull {
     pub join: bool,
     pub nodes: Vec<PushNodeState>,
+    /// Entries received but not kept (a name that is not UTF-8); never sent.
+    pub skipped: usize,
 }
 
 /// A single decoded protocol message. Framing (compound, compress, CRC, label, encryption) is

@@ -1,6 +1,8 @@
 //! A deterministic simulated network of [`Membership`] nodes on a virtual clock, for tests and
 //! benchmarks: seeded random latency, packet loss, partitions, crashes and restarts, TCP
-//! streams as reliable ordered byte delivery. The same seed and calls give the same run.
+//! streams as reliable ordered byte delivery, and timers that wake up a few ms late as a real
+//! event loop's do (so a core that loses a tick when woken late shows it here). The same seed
+//! and calls give the same run.
 //!
 //! Work per step is proportional to what happens: one binary heap holds every pending delivery
 //! and every node's next deadline (stale deadlines are skipped when popped).
@@ -36,12 +38,14 @@ pub struct SimConfig {
     /// Probability that a datagram is lost.
     pub loss: f64,
     pub seed: u64,
+    /// Every timer wake-up is late by a random delay in [0, timer_jitter] (0: exact).
+    pub timer_jitter: Duration,
     /// Keep every node's events (turn off for large benchmarks to save memory).
     pub record_events: bool,
 }
 
 impl SimConfig {
-    /// 5 to 50 ms latency, no loss, events recorded.
+    /// 5 to 50 ms latency, no loss, timers up to 5 ms late, events recorded.
     pub fn new(timing: Timing, seed: u64) -> Self {
         SimConfig {
             timing,
@@ -49,6 +53,7 @@ impl SimConfig {
             latency_max: Duration::from_millis(50),
             loss: 0.0,
             seed,
+            timer_jitter: Duration::from_millis(5),
             record_events: true,
         }
     }
@@ -103,6 +108,8 @@ struct SimNode {
     m: Membership,
     up: bool,
     gen: u32,
+    /// The core's deadline the pending timer is for, and when that timer wakes the node.
+    deadline: Option<Instant>,
     scheduled: Option<Instant>,
     group: u32,
     /// UDP to and from this node is dropped (TCP still works).
@@ -162,6 +169,7 @@ impl Sim {
             m,
             up: true,
             gen: 0,
+            deadline: None,
             scheduled: None,
             group: 0,
             udp_blocked: false,
@@ -217,6 +225,7 @@ impl Sim {
         let node = &mut self.nodes[i];
         node.up = false;
         node.gen += 1;
+        node.deadline = None;
         node.scheduled = None;
         self.conns.retain(|k, v| k.0 != i && v.0 != i);
         self.last_delivery.retain(|k, _| k.0 != i);
@@ -332,6 +341,7 @@ impl Sim {
                 if !n.up || n.scheduled != Some(entry.at) {
                     return true;
                 }
+                n.deadline = None;
                 n.scheduled = None;
                 n.m.handle_timeout(now);
                 self.after(node);
@@ -445,13 +455,17 @@ impl Sim {
                 n.events.push((elapsed, e));
             }
         }
-        if let Some(d) = n.m.next_deadline() {
-            let at = d.max(self.now);
-            if n.scheduled != Some(at) {
-                n.scheduled = Some(at);
-                self.push(at, Item::Timer { node: i });
-            }
+        let Some(d) = n.m.next_deadline() else {
+            return;
+        };
+        if n.deadline == Some(d) {
+            return;
         }
+        n.deadline = Some(d);
+        let late = self.cfg.timer_jitter.mul_f64(self.rng.unit());
+        let at = d.max(self.now) + late;
+        self.nodes[i].scheduled = Some(at);
+        self.push(at, Item::Timer { node: i });
     }
 
     fn route(&mut self, i: usize, t: Transmit) {

@@ -13,6 +13,7 @@ use super::io::{Input, StreamId, Transmit};
 use super::message::{
     AckResp, Alive, Dead, IndirectPing, Message, NackResp, Ping, Suspect, WESHER_VSN,
 };
+use super::noise::{suppressed, NoiseLines};
 use super::rng::Rng;
 use super::stream::Stream;
 use super::timing::{suspicion_timeout, Timing};
@@ -35,7 +36,17 @@ pub(super) struct Node {
     /// `member.addr`'s IP in the byte form its alive messages carry (IPv4 may come as a mapped
     /// IPv6): relayed as is, since Go rejects another form of the same address as a conflict.
     pub(super) wire_ip: IpAddr,
-    pub(super) state_change: Instant,
+    /// None: never, like Go's zero StateChange of a member inserted dead by an alive with
+    /// incarnation 0 (reapable at once, never "recently dead").
+    pub(super) state_change: Option<Instant>,
+}
+
+impl Node {
+    /// The state changed no longer than `d` before `now`.
+    pub(super) fn changed_within(&self, now: Instant, d: Duration) -> bool {
+        self.state_change
+            .is_some_and(|t| now.saturating_duration_since(t) <= d)
+    }
 }
 
 /// The probe in flight (memberlist's probeNode, as a state machine).
@@ -119,6 +130,9 @@ pub struct Membership {
     probe_index: usize,
     probe: Option<Probe>,
     next_probe: Instant,
+    /// A probe tick that fell while a probe was running: it starts the next probe as soon as
+    /// that one ends, as the one pending tick of Go's ticker does.
+    probe_tick_pending: Option<Instant>,
     next_gossip: Instant,
     /// An extra gossip round asked for at this time (a new member was learned, our meta
     /// changed, we left).
@@ -132,21 +146,41 @@ pub struct Membership {
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
+    pub(super) noise: NoiseLines,
     left: bool,
     left_alone: bool,
 }
 
+/// Go memberlist never sends metadata above this (MetaMaxSize); more is not a real member.
+pub(super) const META_MAX_SIZE: usize = 512;
+/// Longest member name kept. Names are hostnames in wesher (at most 253 bytes); a longer one,
+/// or one with control characters, would only serve to flood logs and the status table.
+const NAME_MAX_SIZE: usize = 255;
+
+/// Whether an alive message's name and metadata are within what a real member sends.
+fn peer_data_ok(a: &Alive) -> Result<(), &'static str> {
+    if a.meta.len() > META_MAX_SIZE {
+        return Err("meta_too_large");
+    }
+    if a.node.is_empty() || a.node.len() > NAME_MAX_SIZE || a.node.chars().any(char::is_control) {
+        return Err("bad_name");
+    }
+    Ok(())
+}
+
 impl Membership {
-    /// A node that knows only itself (alive, incarnation 1). Timers start with a random stagger
-    /// so nodes started together do not tick in lockstep.
+    /// A node that knows only itself (alive, incarnation 1). Probes tick one interval after
+    /// start and every interval from then on, as Go's probe ticker (its random stagger is
+    /// shorter than the first tick, so it changes nothing); gossip and push-pull timers start
+    /// with a random stagger so nodes started together do not tick in lockstep.
     pub fn new(config: Config, now: Instant, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let nonces = Nonces::new(rng.next_u64());
         let t = &config.timing;
         let stagger = |rng: &mut Rng, d: Duration| d.mul_f64(rng.unit());
-        let next_probe = now + stagger(&mut rng, t.probe_interval);
+        let next_probe = now + t.probe_interval;
         let next_gossip = now + stagger(&mut rng, t.gossip_interval);
-        let next_push_pull = now + stagger(&mut rng, t.push_pull_interval);
+        let next_push_pull = now + stagger(&mut rng, t.push_pull_interval) + t.push_pull_interval;
         let mut m = Membership {
             name: config.name.clone(),
             advertise: config.advertise,
@@ -162,6 +196,7 @@ impl Membership {
             probe_index: 0,
             probe: None,
             next_probe,
+            probe_tick_pending: None,
             next_gossip,
             gossip_soon: None,
             next_push_pull,
@@ -173,6 +208,7 @@ impl Membership {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            noise: NoiseLines::default(),
             left: false,
             left_alone: false,
         };
@@ -198,13 +234,14 @@ impl Membership {
         self.expire_relays(now);
         self.advance_probe(now);
         if self.next_probe <= now {
+            // Like Go's ticker: ticks missed while a probe runs collapse into one pending tick.
+            self.probe_tick_pending.get_or_insert(self.next_probe);
             while self.next_probe <= now {
                 self.next_probe += self.timing.probe_interval;
             }
-            // Like Go's ticker, a tick during a running probe is skipped.
-            if self.probe.is_none() {
-                self.start_probe(now);
-            }
+        }
+        if self.probe.is_none() && self.probe_tick_pending.take().is_some() {
+            self.start_probe(now);
         }
         if self.gossip_soon.is_some_and(|t| t <= now) || self.next_gossip <= now {
             self.gossip_soon = None;
@@ -239,11 +276,16 @@ impl Membership {
         if let Some(t) = self.gossip_soon {
             d = d.min(t);
         }
-        if let Some(p) = &self.probe {
-            d = d.min(p.deadline);
-            if let Some(direct) = p.direct_deadline {
-                d = d.min(direct);
+        match (&self.probe, self.probe_tick_pending) {
+            (Some(p), _) => {
+                d = d.min(p.deadline);
+                if let Some(direct) = p.direct_deadline {
+                    d = d.min(direct);
+                }
             }
+            // A probe acked while a tick was pending: the next one starts at once.
+            (None, Some(tick)) => d = d.min(tick),
+            (None, None) => {}
         }
         let timers = self
             .suspicions
@@ -256,6 +298,23 @@ impl Membership {
 
     /// Announces new metadata: a new incarnation, gossiped at once.
     pub fn set_meta(&mut self, now: Instant, meta: Vec<u8>) {
+        let alive = self.local_alive(meta);
+        self.alive_node(now, alive, true);
+        self.gossip_soon = Some(now);
+    }
+
+    /// Takes a new advertised address (our underlay address changed) and announces it with a
+    /// new incarnation, back from a leave if there was one. Memberlist (Go's too) ignores a
+    /// new address for a member it has alive: announce a `leave` first and call this once it
+    /// is done, then `join` the members again so they learn the new address at once.
+    pub fn readvertise(&mut self, now: Instant, advertise: SocketAddr) {
+        self.advertise = advertise;
+        self.left = false;
+        self.left_alone = false;
+        let idx = self.index[&self.name];
+        self.nodes[idx].member.addr = advertise;
+        self.nodes[idx].wire_ip = advertise.ip();
+        let meta = self.nodes[idx].member.meta.clone();
         let alive = self.local_alive(meta);
         self.alive_node(now, alive, true);
         self.gossip_soon = Some(now);
@@ -328,15 +387,25 @@ impl Membership {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.stats.packets_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
-        match wire::open_packet(bytes, &self.keyring) {
-            Ok(msgs) => {
+        match wire::open_packet_parts(bytes, &self.keyring) {
+            // As Go: every part on its own, the good ones handled, the bad ones counted.
+            Ok((msgs, bad)) => {
+                for e in bad {
+                    debug!("memberlist: dropping a message in a packet from {from}: {e}");
+                    self.stats.drop(e.kind());
+                }
                 for msg in msgs {
                     self.stats.messages_in += 1;
                     self.handle_message(now, from, msg);
                 }
             }
             Err(e) => {
-                debug!("memberlist: dropping packet from {from}: {e}");
+                if let Some(n) = self.noise.packets.allow(now) {
+                    debug!(
+                        "memberlist: dropping packet from {from}: {e}{}",
+                        suppressed(n)
+                    );
+                }
                 self.stats.drop(e.kind());
             }
         }
@@ -395,8 +464,13 @@ impl Membership {
                 deadline: now + self.timing.probe_timeout,
             },
         );
+        // As Go: no port (protocol < 2) means the cluster's (our) port.
+        let port = match ind.port {
+            0 => self.advertise.port(),
+            p => p,
+        };
         let ping = self.ping_msg(seq, ind.node);
-        self.send_msg(SocketAddr::new(ind.target, ind.port), &ping);
+        self.send_msg(SocketAddr::new(ind.target, port), &ping);
     }
 
     fn handle_ack(&mut self, now: Instant, ack: AckResp) {
@@ -462,6 +536,7 @@ impl Membership {
             node.incarnation,
             node.vsn[1],
         );
+        self.stats.probes += 1;
         let seq = self.next_seq();
         let ping = self.ping_msg(seq, target.clone());
         if state == MemberState::Alive {
@@ -607,9 +682,7 @@ impl Membership {
         let keep = self.timing.gossip_to_the_dead_time;
         let me = &self.name;
         self.nodes.retain(|n| {
-            &n.member.name == me
-                || !n.member.state.is_dead_or_left()
-                || now.saturating_duration_since(n.state_change) <= keep
+            &n.member.name == me || !n.member.state.is_dead_or_left() || n.changed_within(now, keep)
         });
         let Membership { rng, nodes, .. } = self;
         rng.shuffle(nodes);
@@ -632,7 +705,7 @@ impl Membership {
             n.member.name == me
                 || match n.member.state {
                     MemberState::Alive | MemberState::Suspect => false,
-                    MemberState::Dead => now.saturating_duration_since(n.state_change) > dead_time,
+                    MemberState::Dead => !n.changed_within(now, dead_time),
                     MemberState::Left => true,
                 }
         });
@@ -722,7 +795,8 @@ impl Membership {
     }
 
     fn local_alive(&mut self, meta: Vec<u8>) -> Alive {
-        self.incarnation = self.incarnation.saturating_add(1);
+        // Go's incarnation is a wrapping u32 (atomic.AddUint32).
+        self.incarnation = self.incarnation.wrapping_add(1);
         Alive {
             incarnation: self.incarnation,
             node: self.name.clone(),
@@ -735,11 +809,12 @@ impl Membership {
 
     // ---- memberlist's state rules ----
 
-    /// Raises our incarnation above `accused` and gossips that we are alive.
+    /// Raises our incarnation above `accused` and gossips that we are alive. Wraps like Go's
+    /// u32 (nextIncarnation, skipIncarnation): an accusation at u32::MAX refutes with 0.
     fn refute(&mut self, accused: u32) {
-        self.incarnation = self.incarnation.saturating_add(1);
+        self.incarnation = self.incarnation.wrapping_add(1);
         if accused >= self.incarnation {
-            self.incarnation = accused.saturating_add(1);
+            self.incarnation = accused.wrapping_add(1);
         }
         let Some(&i) = self.index.get(&self.name) else {
             return;
@@ -773,6 +848,18 @@ impl Membership {
             self.stats.drop("bad_vsn");
             return;
         }
+        // Our own name and metadata were checked by the configuration.
+        if let Some(why) = (!is_local).then(|| peer_data_ok(&a).err()).flatten() {
+            if let Some(n) = self.noise.peer_data.allow(now) {
+                debug!(
+                    "memberlist: ignoring alive for {:?}: {why}{}",
+                    a.node,
+                    suppressed(n)
+                );
+            }
+            self.stats.drop(why);
+            return;
+        }
         // As Go: a missing port means the cluster's (our) port.
         if a.port == 0 {
             a.port = self.advertise.port();
@@ -804,7 +891,7 @@ impl Membership {
                 self.stats.drop("too_many_members");
                 return;
             }
-            None => self.insert_node(now, &a, addr),
+            None => self.insert_node(&a, addr),
         };
         let node = &self.nodes[idx];
         if a.incarnation <= node.member.incarnation && !is_local && !updates_node {
@@ -839,7 +926,7 @@ impl Membership {
         node.wire_ip = a.addr;
         if node.member.state != MemberState::Alive {
             node.member.state = MemberState::Alive;
-            node.state_change = now;
+            node.state_change = Some(now);
         }
         if is_local {
             return;
@@ -854,7 +941,7 @@ impl Membership {
     }
 
     /// Adds a member never seen before at a random position of the probe order.
-    fn insert_node(&mut self, now: Instant, a: &Alive, addr: SocketAddr) -> usize {
+    fn insert_node(&mut self, a: &Alive, addr: SocketAddr) -> usize {
         let n = self.nodes.len();
         self.nodes.push(Node {
             member: Member {
@@ -865,7 +952,8 @@ impl Membership {
                 state: MemberState::Dead,
                 vsn: a.vsn,
             },
-            state_change: now,
+            // Go's zero time: dead since ever until an alive with a higher incarnation comes.
+            state_change: None,
             wire_ip: a.addr,
         });
         let offset = self.rng.below(n);
@@ -895,7 +983,10 @@ impl Membership {
             return;
         }
         if s.node == self.name {
-            warn!("memberlist: refuting a suspect message (from: {})", s.from);
+            warn!(
+                "memberlist: refuting a suspect message (from: {:?})",
+                s.from
+            );
             self.refute(s.incarnation);
             return;
         }
@@ -905,7 +996,7 @@ impl Membership {
         let node = &mut self.nodes[idx];
         node.member.incarnation = incarnation;
         node.member.state = MemberState::Suspect;
-        node.state_change = now;
+        node.state_change = Some(now);
         let n = self.nodes.len();
         let t = &self.timing;
         let sus = Suspicion::new(
@@ -934,7 +1025,7 @@ impl Membership {
                 continue;
             };
             let node = &self.nodes[idx];
-            if node.member.state != MemberState::Suspect || node.state_change != sus.start {
+            if node.member.state != MemberState::Suspect || node.state_change != Some(sus.start) {
                 continue;
             }
             info!(
@@ -965,7 +1056,7 @@ impl Membership {
         }
         let is_local = d.node == self.name;
         if is_local && !self.left {
-            warn!("memberlist: refuting a dead message (from: {})", d.from);
+            warn!("memberlist: refuting a dead message (from: {:?})", d.from);
             self.refute(d.incarnation);
             return;
         }
@@ -980,7 +1071,7 @@ impl Membership {
         } else {
             MemberState::Dead
         };
-        node.state_change = now;
+        node.state_change = Some(now);
         if !is_local {
             self.events.push_back(Event::Leave(node.member.clone()));
         }

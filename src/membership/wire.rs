@@ -30,6 +30,13 @@ pub const MAX_COMPOUND_PARTS: usize = 255;
 /// Largest encrypted stream frame (and decompressed stream message) accepted: memberlist's
 /// maxPushStateBytes.
 pub const MAX_PUSH_STATE_BYTES: usize = 20 * 1024 * 1024;
+/// Largest stream frame accepted (its declared length, checked as soon as the 5-byte header is
+/// in, before anything is buffered). Go allows 20 MiB, but a legitimate push-pull is far smaller:
+/// an entry is at most ~900 bytes before compression (a name of up to 255 bytes, metadata of up
+/// to 512, ~100 of fields), and wesher meshes are small (every node is a WireGuard peer of every
+/// other), so 1024 members fit in 1 MiB even uncompressed, and Go and we always compress. An
+/// unauthenticated stranger may make us hold this much per stream, not 20 MiB.
+pub const MAX_STREAM_FRAME: usize = 1024 * 1024;
 /// Most bytes decompression may produce for one UDP packet, all nesting levels together.
 /// Go only compresses what fits its 1400-byte UDP buffer, so 64 KiB is generous.
 pub const MAX_PACKET_DECOMPRESSED: usize = 64 * 1024;
@@ -62,7 +69,7 @@ pub enum WireError {
     Crc { expected: u32, actual: u32 },
     /// Unknown compression algorithm or corrupt LZW data.
     Lzw(String),
-    /// An empty label header.
+    /// A label header: we configure no label, so (as Go) labelled input is refused.
     Label,
     /// Compound/compress nested deeper than we follow.
     Nesting,
@@ -108,7 +115,7 @@ impl fmt::Display for WireError {
                 )
             }
             WireError::Lzw(what) => write!(f, "decompression failed: {what}"),
-            WireError::Label => f.write_str("empty label header"),
+            WireError::Label => f.write_str("labelled, but no label is configured"),
             WireError::Nesting => write!(f, "framing nested deeper than {MAX_NESTING} levels"),
         }
     }
@@ -199,8 +206,10 @@ pub fn compound(msgs: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Splits a compound body (after its type byte) into its parts.
-fn compound_parts(body: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+/// Splits a compound body (after its type byte) into its parts, as Go's
+/// decodeCompoundMessage: a short length table fails the compound; parts whose declared
+/// length runs past the data are counted as truncated and the ones before them kept.
+fn compound_parts(body: &[u8]) -> Result<(Vec<&[u8]>, usize), WireError> {
     let (&n, rest) = body.split_first().ok_or(WireError::Truncated)?;
     let n = usize::from(n);
     let lens = rest.get(..2 * n).ok_or(WireError::Truncated)?;
@@ -208,11 +217,14 @@ fn compound_parts(body: &[u8]) -> Result<Vec<&[u8]>, WireError> {
     let mut parts = Vec::with_capacity(n);
     for len in lens.chunks_exact(2) {
         let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        let part = data.get(..len).ok_or(WireError::Truncated)?;
+        let Some(part) = data.get(..len) else {
+            let truncated = n - parts.len();
+            return Ok((parts, truncated));
+        };
         parts.push(part);
         data = &data[len..];
     }
-    Ok(parts)
+    Ok((parts, 0))
 }
 
 /// Prefixes a payload with a CRC header: `0c | CRC32-IEEE BE | payload`.
@@ -239,23 +251,13 @@ fn strip_crc(buf: &[u8]) -> Result<&[u8], WireError> {
     Ok(payload)
 }
 
-/// A label (empty when there is none) and what follows it.
-type Labelled<'a> = (&'a [u8], &'a [u8]);
-
-/// Strips a label header (`f4 | len | label`), returning the label (AAD for decryption).
-/// `Ok(None)` when `buf` is too short to tell.
-fn split_label(buf: &[u8]) -> Result<Option<Labelled<'_>>, WireError> {
-    if buf.first() != Some(&kind::HAS_LABEL) {
-        return Ok(Some((&[], buf)));
+/// Refuses a label header (`f4 | len | label`): wesher configures no label, and Go memberlist
+/// without a label drops labelled packets and streams (an empty label is an error there too).
+fn refuse_label(buf: &[u8]) -> Result<(), WireError> {
+    match buf.first() {
+        Some(&kind::HAS_LABEL) => Err(WireError::Label),
+        _ => Ok(()),
     }
-    let Some(&len) = buf.get(1) else {
-        return Ok(None);
-    };
-    if len == 0 {
-        return Err(WireError::Label);
-    }
-    let end = 2 + usize::from(len);
-    Ok(buf.get(2..end).map(|label| (label, &buf[end..])))
 }
 
 /// How [`seal_packet`] frames a datagram.
@@ -291,48 +293,73 @@ pub fn seal_packet(
     encrypt(keyring.primary(), nonces.next_nonce(), &payload, &[])
 }
 
-/// Opens a UDP datagram: label, decryption (any installed key; plaintext is refused), CRC,
-/// then compress and compound layers, nested. Returns the messages in order; any bad part
-/// rejects the whole packet.
-pub fn open_packet(bytes: &[u8], keyring: &Keyring) -> Result<Vec<Message>, WireError> {
-    let (label, rest) = split_label(bytes)?.ok_or(WireError::Truncated)?;
-    let plain = decrypt(keyring, rest, label)?;
-    let mut msgs = Vec::new();
+/// Opens a UDP datagram: no label, decryption (any installed key; plaintext is refused), CRC,
+/// then compress and compound layers, nested. Like Go, each compound part stands on its own:
+/// returns the messages that decoded, in order, and the error of every part that did not. An
+/// `Err` means the whole datagram was refused (label, decryption, CRC).
+pub fn open_packet_parts(
+    bytes: &[u8],
+    keyring: &Keyring,
+) -> Result<(Vec<Message>, Vec<WireError>), WireError> {
+    refuse_label(bytes)?;
+    let plain = decrypt(keyring, bytes, &[])?;
+    let mut out = Vec::new();
     let mut budget = MAX_PACKET_DECOMPRESSED;
-    unframe(strip_crc(&plain)?, 0, &mut budget, &mut msgs)?;
-    Ok(msgs)
+    unframe(strip_crc(&plain)?, 0, &mut budget, &mut out);
+    let (mut msgs, mut bad) = (Vec::new(), Vec::new());
+    for part in out {
+        match part {
+            Ok(m) => msgs.push(m),
+            Err(e) => bad.push(e),
+        }
+    }
+    Ok((msgs, bad))
 }
 
-/// Unwraps compound and compress layers down to messages.
+/// [`open_packet_parts`] for callers that want every part: the first bad part is the error.
+pub fn open_packet(bytes: &[u8], keyring: &Keyring) -> Result<Vec<Message>, WireError> {
+    let (msgs, bad) = open_packet_parts(bytes, keyring)?;
+    match bad.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(msgs),
+    }
+}
+
+/// Unwraps compound and compress layers down to messages; a part that fails (bad framing,
+/// decompression, or message) is one error in `out` and costs nothing else.
 fn unframe(
     buf: &[u8],
     depth: usize,
     budget: &mut usize,
-    out: &mut Vec<Message>,
-) -> Result<(), WireError> {
+    out: &mut Vec<Result<Message, WireError>>,
+) {
     if depth > MAX_NESTING {
-        return Err(WireError::Nesting);
+        out.push(Err(WireError::Nesting));
+        return;
     }
     match buf.split_first() {
-        Some((&kind::COMPOUND, body)) => {
-            for part in compound_parts(body)? {
-                unframe(part, depth + 1, budget, out)?;
+        Some((&kind::COMPOUND, body)) => match compound_parts(body) {
+            Ok((parts, truncated)) => {
+                for part in parts {
+                    unframe(part, depth + 1, budget, out);
+                }
+                out.extend((0..truncated).map(|_| Err(WireError::Truncated)));
             }
-        }
-        Some((&kind::COMPRESS, body)) => {
-            let inner = decompress(body, *budget).map_err(|e| match e {
-                WireError::TooLarge { size, .. } => WireError::TooLarge {
-                    size,
-                    limit: MAX_PACKET_DECOMPRESSED,
-                },
-                e => e,
-            })?;
-            *budget -= inner.len();
-            unframe(&inner, depth + 1, budget, out)?;
-        }
-        _ => out.push(decode_message(buf)?),
+            Err(e) => out.push(Err(e)),
+        },
+        Some((&kind::COMPRESS, body)) => match decompress(body, *budget) {
+            Ok(inner) => {
+                *budget -= inner.len();
+                unframe(&inner, depth + 1, budget, out);
+            }
+            Err(WireError::TooLarge { size, .. }) => out.push(Err(WireError::TooLarge {
+                size,
+                limit: MAX_PACKET_DECOMPRESSED,
+            })),
+            Err(e) => out.push(Err(e)),
+        },
+        _ => out.push(decode_message(buf)),
     }
-    Ok(())
 }
 
 /// Frames one encoded message for a TCP stream: LZW-compressed (always, as Go does), then
@@ -353,39 +380,34 @@ pub fn seal_stream(msg: &[u8], keyring: &Keyring, nonces: &mut Nonces) -> Vec<u8
 }
 
 /// Parses one message from the start of a TCP stream buffer. `Ok(None)`: more bytes are
-/// needed; `Ok(Some((msg, n)))`: `n` bytes were consumed. A label header is accepted and
-/// authenticated; frames above [`MAX_PUSH_STATE_BYTES`] and unencrypted streams are refused.
+/// needed; `Ok(Some((msg, n)))`: `n` bytes were consumed. Labelled streams, frames above
+/// [`MAX_STREAM_FRAME`] and unencrypted streams are refused.
 pub fn open_stream(buf: &[u8], keyring: &Keyring) -> Result<Option<(Message, usize)>, WireError> {
-    let Some((label, frame)) = split_label(buf)? else {
-        return Ok(None);
-    };
-    let start = buf.len() - frame.len();
-    match frame.first() {
+    refuse_label(buf)?;
+    match buf.first() {
         None => return Ok(None),
         Some(&kind::ENCRYPT) => {}
         Some(&t) => return Err(WireError::Unencrypted(t)),
     }
-    let Some(header) = frame.get(..STREAM_HEADER) else {
+    let Some(header) = buf.get(..STREAM_HEADER) else {
         return Ok(None);
     };
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if len > MAX_PUSH_STATE_BYTES {
+    if len > MAX_STREAM_FRAME {
         return Err(WireError::TooLarge {
             size: len,
-            limit: MAX_PUSH_STATE_BYTES,
+            limit: MAX_STREAM_FRAME,
         });
     }
-    let Some(payload) = frame.get(STREAM_HEADER..STREAM_HEADER + len) else {
+    let Some(payload) = buf.get(STREAM_HEADER..STREAM_HEADER + len) else {
         return Ok(None);
     };
-    let mut aad = header.to_vec();
-    aad.extend_from_slice(label);
-    let plain = decrypt(keyring, payload, &aad)?;
+    let plain = decrypt(keyring, payload, header)?;
     let msg = match plain.split_first() {
         Some((&kind::COMPRESS, body)) => decode_message(&decompress(body, MAX_PUSH_STATE_BYTES)?)?,
         _ => decode_message(&plain)?,
     };
-    Ok(Some((msg, start + STREAM_HEADER + len)))
+    Ok(Some((msg, STREAM_HEADER + len)))
 }
 
 #[cfg(test)]
@@ -499,17 +521,43 @@ mod tests {
     }
 
     #[test]
-    fn labelled_packet_is_accepted_with_the_label_as_aad() {
+    fn labelled_packets_and_streams_are_refused_as_go_does_without_a_label() {
         let ack = encode_message(&every_message()[3]);
         let mut packet = vec![kind::HAS_LABEL, 3];
         packet.extend_from_slice(b"lab");
         packet.extend_from_slice(&encrypt(ring().primary(), [2; 12], &ack, b"lab"));
+        assert_eq!(open_packet_parts(&packet, &ring()), Err(WireError::Label));
+        let frame = seal_stream(&ack, &ring(), &mut Nonces::new(2));
+        let mut stream = vec![kind::HAS_LABEL, 3];
+        stream.extend_from_slice(b"lab");
+        stream.extend_from_slice(&frame);
+        assert_eq!(open_stream(&stream, &ring()), Err(WireError::Label));
+        assert_eq!(open_stream(&stream[..1], &ring()), Err(WireError::Label));
+    }
+
+    #[test]
+    fn each_compound_part_stands_on_its_own() {
+        let ack = encode_message(&every_message()[3]);
+        let nack = encode_message(&Message::Nack(NackResp { seq_no: 7 }));
+        let unknown = vec![0x63, 0x80];
+        let bad_msgpack = vec![kind::ALIVE, 0xc1];
+        let bad_lzw = b"\x09\x82\xa4Algo\x00\xa3Buf\xa2\x00\x01".to_vec();
+        let inner = compound(&[bad_lzw, nack.clone()]);
+        let mut plain = compound(&[ack.clone(), unknown, bad_msgpack, inner, ack.clone()]);
+        // A sixth part declared whose bytes are missing: truncated, the five before it kept.
+        plain[1] += 1;
+        plain.splice(12..12, [0x10, 0x00]);
+        let (msgs, bad) = open_packet_parts(&sealed(&plain), &ring()).expect("opens");
         assert_eq!(
-            open_packet(&packet, &ring()),
-            Ok(vec![every_message()[3].clone()])
+            msgs,
+            [
+                every_message()[3].clone(),
+                Message::Nack(NackResp { seq_no: 7 }),
+                every_message()[3].clone()
+            ]
         );
-        packet[3] = b'X';
-        assert_eq!(open_packet(&packet, &ring()), Err(WireError::Decrypt));
+        let kinds: Vec<&str> = bad.iter().map(WireError::kind).collect();
+        assert_eq!(kinds, ["unknown_type", "msgpack", "lzw", "truncated"]);
     }
 
     #[test]
@@ -536,27 +584,6 @@ mod tests {
             .expect("valid")
             .expect("complete");
         assert_eq!((second, rest), (ping, two.len() - used));
-    }
-
-    #[test]
-    fn labelled_stream_authenticates_the_label() {
-        let plain = compress(&encode_message(&every_message()[0]));
-        let len = (ENCRYPTION_OVERHEAD + plain.len()) as u32;
-        let mut header = vec![kind::ENCRYPT];
-        header.extend_from_slice(&len.to_be_bytes());
-        let mut aad = header.clone();
-        aad.extend_from_slice(b"lab");
-        let mut stream = vec![kind::HAS_LABEL, 3];
-        stream.extend_from_slice(b"lab");
-        stream.extend_from_slice(&header);
-        stream.extend_from_slice(&encrypt(ring().primary(), [3; 12], &plain, &aad));
-        assert_eq!(open_stream(&stream[..4], &ring()), Ok(None));
-        assert_eq!(
-            open_stream(&stream, &ring()),
-            Ok(Some((every_message()[0].clone(), stream.len())))
-        );
-        stream[2] = b'X';
-        assert_eq!(open_stream(&stream, &ring()), Err(WireError::Decrypt));
     }
 
     #[test]

@@ -360,6 +360,11 @@ impl Node {
         format!("{}-underlay", self.name)
     }
 
+    /// PID of the process holding the node's namespaces (for `nsenter -t PID`).
+    pub fn holder_pid(&self) -> u32 {
+        self.holder.id()
+    }
+
     /// Per-node scratch directory on the host (logs, state, overlay layers).
     pub fn dir(&self) -> &Path {
         &self.dir
