@@ -195,6 +195,7 @@ fn cross_scripts_parse() {
         "test-emulated",
         "size-report",
         "qemu-run",
+        "feed-like",
     ] {
         let out = Command::new("bash")
             .arg("-n")

@@ -15,6 +15,11 @@
 # - netifd-proto.sh: proto_run_command, proto_kill_command, proto_init_update,
 #   proto_send_update, proto_add_data/proto_close_data and proto_config_add_* recorded as the
 #   JSON netifd would receive.
+# Checked once by hand (2026-12-01) against the real runtime built from OpenWrt's sources
+# (libuci, uci, ubox's validate_data, libubox's jshn and jshn.sh, netifd's netifd-proto.sh,
+# procd.sh, rc.common and functions.sh, with busybox ash): for the configurations of init.sh
+# and proto.sh the procd and netifd messages were the same JSON, validate_data's output and
+# messages the same bytes, the anonymous section names and the zone written the same.
 # What they do not cover: ubus itself and procd's reaction (respawn, triggers firing, instance
 # comparison on reload), netifd's state machine, fw4 turning the data into nftables rules,
 # the uci CLI beyond get/add/set/add_list/changes/commit on one package, and validate_data's
@@ -134,7 +139,8 @@ dt_check() {
 		;;
 	ipaddr) dt_ip4 "$v" || dt_ip6 "$v" ;;
 	cidr)
-		case "$v" in */*) ;; *) return 1 ;; esac
+		# As in ubox, the prefix length is optional.
+		case "$v" in */*) ;; *) dt_check ipaddr "$v"; return ;; esac
 		b=${v#*/}
 		dt_uint "$b" || return 1
 		if dt_ip4 "${v%/*}"; then [ "$b" -le 32 ]; else dt_ip6 "${v%/*}" && [ "$b" -le 128 ]; fi
@@ -235,7 +241,7 @@ validate_data() {
 				[ "$first" = 1 ] || printf '\\ '
 				first=0
 				if dt_check "$type" "$s"; then ok=true; dt_export "$type" "$s"; else ok=false; rc=255; fi
-				echo "$package.$section.$option[$i]=$s validates as $type with $ok" >&2
+				echo "$package.$section.$option[$i]=$s validates as $spec_type with $ok" >&2
 				i=$((i + 1))
 			done <<EOF
 $items
@@ -249,14 +255,14 @@ EOF
 				ok=false; rc=255
 				printf 'unset -v %s; ' "$option"
 			fi
-			echo "$package.$section.$option=$v validates as $type with $ok" >&2
+			echo "$package.$section.$option=$v validates as $spec_type with $ok" >&2
 		else
 			if [ -n "$default" ]; then
 				printf '%s=' "$option"; dt_export "$type" "$default"; printf '; '
 			else
 				printf 'unset -v %s; ' "$option"
 			fi
-			echo "$package.$section.$option is unset and defaults to $type $default" >&2
+			echo "$package.$section.$option is unset and defaults to $spec_type ${default:-(null)}" >&2
 		fi
 	done
 	return $rc
@@ -330,6 +336,10 @@ procd_close_service() {
 		$_procd_validate
 	fi
 	json_close_array
+	# rc.common defines an empty service_data, so procd.sh always adds the service's data.
+	json_add_object data
+	if type service_data >/dev/null 2>&1; then service_data; fi
+	json_close_object
 	ubus call service set "$(json_dump)"
 }
 
@@ -514,10 +524,16 @@ _uci_commit() {
 }
 
 # --- netifd-proto.sh: the handler's side of netifd's protocol-handler interface. netifd runs
-# `HANDLER PROTO dump` for the option list, `HANDLER PROTO setup|teardown IFACE CONFIG_JSON`
-# for an interface; each proto_* call becomes a `ubus call network.interface.IFACE
-# notify_proto` message, recorded into $STANDIN_LOG.
-proto_config_add_generic() { json_add_string "" "$1:$2"; }
+# `HANDLER PROTO dump` for the option list, `HANDLER PROTO setup|teardown IFACE CONFIG_JSON
+# IFNAME` for an interface; each message becomes `ubus call network.interface notify_proto`
+# with the interface's name inside, recorded into $STANDIN_LOG. (Checked against netifd's
+# scripts/netifd-proto.sh with libubox's jshn: the same messages.)
+proto_config_add_generic() {
+	json_add_array ""
+	json_add_string "" "$1"
+	json_add_int "" "$2"
+	json_close_array
+}
 proto_config_add_int() { proto_config_add_generic "$1" 5; }
 proto_config_add_string() { proto_config_add_generic "$1" 3; }
 proto_config_add_boolean() { proto_config_add_generic "$1" 7; }
@@ -536,7 +552,13 @@ init_proto() {
 			"proto_$1_init_config"
 			json_close_array
 			json_add_boolean no-device "$no_device"
+			json_add_boolean no-device-config 0
+			json_add_boolean no-proto-task 0
 			json_add_boolean available "$available"
+			json_add_boolean renew-handler 0
+			json_add_boolean restart-handler 0
+			json_add_boolean lasterror 0
+			json_add_boolean teardown-on-l3-link-down 0
 			json_dump
 		}
 		;;
@@ -564,7 +586,8 @@ json_get_values() {
 }
 
 _proto_notify() {
-	ubus call "network.interface.$1" notify_proto "$(json_dump)"
+	json_add_string interface "$1"
+	ubus call network.interface notify_proto "$(json_dump)"
 }
 
 proto_run_command() {
@@ -598,7 +621,10 @@ proto_init_update() {
 
 proto_add_data() { json_add_object data; }
 proto_close_data() { json_close_object; }
-proto_send_update() { _proto_notify "$1"; }
+proto_send_update() {
+	json_add_boolean keep 0
+	_proto_notify "$1"
+}
 
 proto_notify_error() {
 	local interface="$1"
