@@ -2,8 +2,12 @@
 //! daemons killed by the PID we started, and `wg show dump` comparisons.
 #![allow(dead_code)] // each test binary uses its own subset
 
+/// The Go toolchains Go programs are built with.
+pub mod go;
+
 /// The Go memberlist peer for interop tests.
 pub mod gopeer;
+
 /// Multi-node topologies (hostname, /etc, /run per node) for end-to-end tests of the agent.
 pub mod netns;
 
