@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -27,9 +27,10 @@ use crate::membership::{self, Event, Keyring, Member, MemberState, Membership, T
 use crate::mesh::{host_prefix, Local, Mesh, Refused};
 use crate::meta::{LocalMeta, PeerMeta};
 use crate::netlink::Netlink;
-use crate::overlay;
+use crate::overlay::{self, Cidr};
 use crate::persist::Persist;
 use crate::reconcile::{self, Desired};
+use crate::resolver::{Answer, Resolver};
 use crate::rtnotify::Notifications;
 use crate::state::{self, KeySource, State, StoredNode};
 use crate::system::System;
@@ -41,6 +42,8 @@ const SIGNALS: Token = Token(0);
 const CONTROL: Token = Token(1);
 /// rtnetlink notifications: below the transport's tokens, above the control socket's.
 const NOTIFY: Token = Token(1000);
+/// The resolver thread's answers.
+const RESOLVER: Token = Token(1001);
 
 /// How long a graceful leave may take before we exit anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +68,8 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long the leave that precedes a new underlay address may take (memberlist takes a new
 /// address only from a member that left).
 const MOVE_LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// When another agent holds the hosts-file lock, the write is tried again after this.
+const HOSTS_BUSY_RETRY: Duration = Duration::from_millis(300);
 /// Hosts-file lines are put back this often if another tool rewrote the file.
 const HOSTS_REFRESH: Duration = join::REJOIN_INTERVAL;
 
@@ -142,6 +147,11 @@ struct Agent {
     moving: Option<Move>,
     /// The gossip sockets must move to this bind address (the underlay address changed).
     rebind_to: Option<IpAddr>,
+    /// This node's connected networks, as the mesh last saw them.
+    connected: Vec<Cidr>,
+    resolver: Resolver,
+    /// The literal addresses of a lookup the resolver thread is finishing.
+    pending_lookup: Vec<SocketAddr>,
 }
 
 impl Agent {
@@ -238,7 +248,10 @@ impl Agent {
                 },
             )?;
 
-        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
+        // Zeroized when setup ends; the device keeps the only other copy.
+        let key = zeroize::Zeroizing::new(
+            Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
+        );
         let meta = LocalMeta {
             overlay,
             public_key: key.public_key(),
@@ -270,7 +283,7 @@ impl Agent {
         // Set up in full once here, so that a bad start fails at once; later rounds repair.
         let configured = Backend::open(&cfg.interface).and_then(|mut wg| {
             wg.set_device(&DeviceConfig {
-                private_key: key,
+                private_key: *key,
                 listen_port: cfg.wireguard_port,
             })?;
             rtnl.add_address(link, overlay, host_prefix(overlay))?;
@@ -287,7 +300,7 @@ impl Agent {
                 return Err(AgentError(e.to_string()));
             }
         };
-        let system = System::new(&cfg.interface, rtnl, wg, link, key);
+        let system = System::new(&cfg.interface, rtnl, wg, link, *key);
 
         let now = Instant::now();
         let membership = Membership::new(
@@ -313,7 +326,7 @@ impl Agent {
         } else {
             cfg.join.clone()
         };
-        let hosts_path = (!cfg.no_etc_hosts).then(|| PathBuf::from(hosts::DEFAULT_PATH));
+        let hosts_path = (!cfg.no_etc_hosts).then(|| cfg.hosts_file.clone());
         info!(
             "node {name}: overlay {overlay}, gossip {advertise} (bound to {bind_ip}), interface {}",
             cfg.interface
@@ -330,6 +343,8 @@ impl Agent {
                 None
             }
         };
+        let resolver = Resolver::start(poll.registry(), RESOLVER)
+            .map_err(|e| fail("starting the resolver thread", e))?;
         // Without notifications, the periodic read-back still repairs, only later.
         let notifications = match Notifications::open(poll.registry(), NOTIFY) {
             Ok(n) => Some(n),
@@ -365,6 +380,9 @@ impl Agent {
             no_underlay,
             moving: None,
             rebind_to: None,
+            connected: Vec::new(),
+            resolver,
+            pending_lookup: Vec::new(),
             cfg,
         })
     }
@@ -413,6 +431,11 @@ impl Agent {
                         self.next_reconcile =
                             Some(self.next_reconcile.map_or(soon, |t| t.min(soon)));
                     }
+                } else if event.token() == RESOLVER {
+                    let now = Instant::now();
+                    while let Some(answer) = self.resolver.poll() {
+                        self.run_joins(now, Some(answer));
+                    }
                 } else if self.control.as_ref().is_some_and(|c| c.owns(event.token())) {
                     self.on_control(poll.registry(), event.token());
                 } else {
@@ -456,7 +479,11 @@ impl Agent {
             "cluster key {done} (the keyring holds {} keys)",
             keyring.keys().len()
         );
+        // A key change is rare and must survive a crash: written at once, not debounced.
         self.offer_state();
+        if let Some(state) = self.persist.flush() {
+            self.save_state(Instant::now(), state);
+        }
         Ok(format!("{done}\n"))
     }
 
@@ -568,7 +595,7 @@ impl Agent {
             }
         }
         if !self.no_underlay && self.moving.is_none() {
-            self.run_joins(now);
+            self.run_joins(now, None);
         }
         if now >= self.next_hosts {
             self.next_hosts = now + HOSTS_REFRESH;
@@ -577,18 +604,35 @@ impl Agent {
         }
     }
 
-    fn run_joins(&mut self, now: Instant) {
+    /// Runs the join scheduler; `answer` is a lookup the resolver thread finished.
+    fn run_joins(&mut self, now: Instant, answer: Option<Answer>) {
         let (alive, lost) = self.member_addrs();
         let view = View {
             alive: &alive,
             lost: &lost,
         };
-        let mut action = self.joins.poll(now, &view);
+        let mut action = match answer {
+            Some(mut answer) => {
+                answer.addrs.append(&mut self.pending_lookup);
+                self.lookup_errors(&answer);
+                self.joins.resolved(now, &view, answer.addrs)
+            }
+            None => self.joins.poll(now, &view),
+        };
         while let Some(a) = action {
             action = match a {
                 Action::Resolve(targets) => {
-                    let addrs = self.resolve(&targets);
-                    self.joins.resolved(now, &view, addrs)
+                    match self.resolver.lookup(&targets, self.cfg.cluster_port) {
+                        Ok(answer) => {
+                            self.lookup_errors(&answer);
+                            self.joins.resolved(now, &view, answer.addrs)
+                        }
+                        Err(partial) => {
+                            // The names are being looked up: the answer resumes this.
+                            self.pending_lookup = partial.addrs;
+                            None
+                        }
+                    }
                 }
                 Action::Join(addrs) => {
                     debug!("joining {addrs:?}");
@@ -596,6 +640,12 @@ impl Agent {
                     self.joins.poll(now, &view)
                 }
             };
+        }
+    }
+
+    fn lookup_errors(&self, answer: &Answer) {
+        for e in &answer.errors {
+            warn!("join target {e}");
         }
     }
 
@@ -609,18 +659,6 @@ impl Agent {
             }
         }
         (alive, lost)
-    }
-
-    /// Resolve join targets; the port defaults to our cluster port.
-    fn resolve(&self, targets: &[JoinAddr]) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
-        for target in targets {
-            match resolve_target(&target.host, target.port_or(self.cfg.cluster_port)) {
-                Ok(addrs) => out.extend(addrs),
-                Err(e) => warn!("join target {target}: {e}"),
-            }
-        }
-        out
     }
 
     fn drain_events(&mut self, now: Instant) {
@@ -726,19 +764,14 @@ impl Agent {
         let keepalive =
             (self.cfg.persistent_keepalive > 0).then_some(self.cfg.persistent_keepalive);
         let want = desired::peers(&members, self.cfg.wireguard_port, keepalive);
-        let link = self.system.index();
-        let connected = match self.system.rtnl().connected(link) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("listing this node's networks: {e}");
-                Vec::new()
-            }
-        };
+        if let Some(c) = self.read_connected() {
+            self.connected = c;
+        }
         let local = Local {
             overlay: self.overlay,
             overlay_net: self.cfg.overlay_net,
             routed: self.cfg.routed_nets.clone(),
-            connected,
+            connected: self.connected.clone(),
             accept: self.cfg.accept_routed_nets.clone(),
         };
         let result = self.mesh.accept(want, &local);
@@ -753,6 +786,21 @@ impl Agent {
             self.write_hosts();
         }
         self.next_reconcile = Some(now);
+    }
+
+    /// The networks this node is connected to (not through our link).
+    fn read_connected(&mut self) -> Option<Vec<Cidr>> {
+        let link = self.system.index();
+        match self.system.rtnl().connected(link) {
+            Ok(mut c) => {
+                c.sort_by_key(|n| (n.network(), n.prefix_len()));
+                Some(c)
+            }
+            Err(e) => {
+                warn!("listing this node's networks: {e}");
+                None
+            }
+        }
     }
 
     /// Our metadata, announced with a new incarnation.
@@ -785,6 +833,10 @@ impl Agent {
     fn reconcile(&mut self, now: Instant) {
         self.next_reconcile = None;
         self.check_underlay(now);
+        // A network that appeared or went (a LAN brought up) changes which routed nets are safe.
+        if self.read_connected().is_some_and(|c| c != self.connected) {
+            self.update_mesh(now);
+        }
         let mut desired = self.desired();
         self.system.drop_conflicts(&mut desired);
         // What is left to do; a link whose daemon does not answer yet counts too (its socket
@@ -920,10 +972,15 @@ impl Agent {
                 Ok(outcome) => {
                     for name in outcome.skipped {
                         warn!(
-                            "member name {name:?} cannot be written to {}",
+                            "member name {name:?} not written to {}: not a hostname, or a name \
+                             that lines wesher does not manage already use",
                             path.display()
                         );
                     }
+                }
+                Err(e @ hosts::HostsError::Busy(_)) => {
+                    debug!("{e}; trying again in {HOSTS_BUSY_RETRY:?}");
+                    self.next_hosts = Instant::now() + HOSTS_BUSY_RETRY;
                 }
                 Err(e) => error!("updating {}: {e}", path.display()),
             }
@@ -1007,25 +1064,6 @@ fn bind_addresses(
     }
 }
 
-fn resolve_target(target: &str, default_port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(addr) = target.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    if let Ok(ip) = target.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, default_port)]);
-    }
-    // host or host:port; getaddrinfo blocks, but only at join attempts.
-    let with_port = if target
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        target.to_string()
-    } else {
-        format!("{target}:{default_port}")
-    };
-    Ok(with_port.to_socket_addrs()?.collect())
-}
-
 fn hostname() -> Result<String, AgentError> {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| {
         fail(
@@ -1044,37 +1082,4 @@ fn random_seed() -> Result<u64, getrandom::Error> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b)?;
     Ok(u64::from_le_bytes(b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn join_targets_take_the_cluster_port_by_default() {
-        assert_eq!(
-            resolve_target("192.0.2.7", 7946).unwrap(),
-            vec!["192.0.2.7:7946".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("192.0.2.7:8000", 7946).unwrap(),
-            vec!["192.0.2.7:8000".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("[2001:db8::1]:8000", 7946).unwrap(),
-            vec!["[2001:db8::1]:8000".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("2001:db8::1", 7946).unwrap(),
-            vec!["[2001:db8::1]:7946".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_target("localhost:7000", 7946).unwrap()[0].port(),
-            7000
-        );
-        assert!(resolve_target("localhost", 7946)
-            .unwrap()
-            .iter()
-            .all(|a| a.port() == 7946));
-    }
 }

@@ -39,11 +39,12 @@ pub enum Command {
     Status { interface: String, json: bool },
     /// `wesher key generate`: print a new random cluster key; needs no agent.
     KeyGenerate,
-    /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
+    /// `wesher key install|use|remove [KEY]`: change the running agent's cluster keyring. No
+    /// KEY: it is read from standard input (so that it stays out of argv, which `ps` shows).
     Key {
         interface: String,
         action: KeyAction,
-        key: String,
+        key: Option<String>,
     },
 }
 
@@ -157,6 +158,8 @@ impl FromStr for JoinAddr {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     pub cluster_key: Option<[u8; 32]>,
+    /// Where the key was read from with --cluster-key-file, for messages.
+    pub cluster_key_file: Option<PathBuf>,
     pub join: Vec<JoinAddr>,
     pub init: bool,
     pub bind: Bind,
@@ -165,6 +168,8 @@ pub struct Config {
     pub overlay_net: Cidr,
     pub interface: String,
     pub no_etc_hosts: bool,
+    /// The hosts file to write members to (unless `no_etc_hosts`).
+    pub hosts_file: PathBuf,
     pub log_level: log::LevelFilter,
     pub state_dir: PathBuf,
     /// None: use the hostname (the agent reads it and checks it with `validate_node_name`).
@@ -181,6 +186,8 @@ pub struct Config {
     pub accept_routed_nets: Vec<Cidr>,
     /// This node's overlay address set by hand instead of derived from its name.
     pub overlay_addr: Option<IpAddr>,
+    /// Messages about the configuration to log once logging is set up (parsing comes first).
+    pub warnings: Vec<String>,
 }
 
 // Hand-written so the cluster key never reaches a log line.
@@ -188,6 +195,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("cluster_key", &self.cluster_key.map(|_| "<redacted>"))
+            .field("cluster_key_file", &self.cluster_key_file)
             .field("join", &self.join)
             .field("init", &self.init)
             .field("bind", &self.bind)
@@ -196,6 +204,7 @@ impl fmt::Debug for Config {
             .field("overlay_net", &self.overlay_net)
             .field("interface", &self.interface)
             .field("no_etc_hosts", &self.no_etc_hosts)
+            .field("hosts_file", &self.hosts_file)
             .field("log_level", &self.log_level)
             .field("state_dir", &self.state_dir)
             .field("node_name", &self.node_name)
@@ -207,6 +216,7 @@ impl fmt::Debug for Config {
             .field("routed_nets", &self.routed_nets)
             .field("accept_routed_nets", &self.accept_routed_nets)
             .field("overlay_addr", &self.overlay_addr)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
@@ -240,6 +250,15 @@ const OPTS: &[Opt] = &[
         default: None,
         shown_default: "loaded from the state file, or generated",
         help: "shared key for cluster membership: 32 bytes, standard base64",
+    },
+    Opt {
+        long: "cluster-key-file",
+        env: "WESHER_CLUSTER_KEY_FILE",
+        kind: Kind::Value,
+        meta: "PATH",
+        default: None,
+        shown_default: "none",
+        help: "read the cluster key from this file (mode 0600), not from argv or the environment",
     },
     Opt {
         long: "join",
@@ -320,7 +339,16 @@ const OPTS: &[Opt] = &[
         meta: "",
         default: Some("false"),
         shown_default: "",
-        help: "do not write peers to /etc/hosts",
+        help: "do not write peers to the hosts file",
+    },
+    Opt {
+        long: "hosts-file",
+        env: "WESHER_HOSTS_FILE",
+        kind: Kind::Value,
+        meta: "PATH",
+        default: Some(crate::hosts::DEFAULT_PATH),
+        shown_default: "",
+        help: "hosts file for the peers' names; it must exist (e.g. /tmp/hosts/wesher for dnsmasq)",
     },
     Opt {
         long: "log-level",
@@ -431,14 +459,15 @@ pub fn help_text() -> String {
          Usage: wesher [agent] [OPTIONS]\n\
          \x20      wesher status [--json] [--interface DEV]\n\
          \x20      wesher key generate\n\
-         \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
+         \x20      wesher key install|use|remove [KEY] [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
          \x20 status                         show the running agent's members, addresses and handshakes\n\
          \x20 key generate                   print a new random cluster key (standard base64, 32 bytes)\n\
-         \x20 key install|use|remove KEY     rotate the running agent's cluster key without downtime:\n\
+         \x20 key install|use|remove [KEY]   rotate the running agent's cluster key without downtime:\n\
          \x20                                install the new key on every node, then use it everywhere,\n\
-         \x20                                then remove the old one\n\n\
+         \x20                                then remove the old one; without KEY, the key is read\n\
+         \x20                                from standard input (it stays out of `ps`)\n\n\
          Options (each can also be set by its environment variable; a flag beats the variable):\n",
     );
     for o in OPTS {
@@ -650,7 +679,7 @@ where
 }
 
 /// `status [--json] [--interface DEV]`, `key generate` and
-/// `key install|use|remove KEY [--interface DEV]`.
+/// `key install|use|remove [KEY] [--interface DEV]`.
 fn parse_client(
     command: &str,
     parser: &mut lexopt::Parser,
@@ -698,7 +727,8 @@ fn parse_client(
     }
     let usage = || {
         ConfigError(
-            "usage: wesher key generate | wesher key install|use|remove KEY [--interface DEV]"
+            "usage: wesher key generate | wesher key install|use|remove [KEY] [--interface DEV] \
+             (no KEY: read from standard input)"
                 .into(),
         )
     };
@@ -709,8 +739,10 @@ fn parse_client(
             Err(usage())
         };
     }
-    let [action, key] = words.as_slice() else {
-        return Err(usage());
+    let (action, key) = match words.as_slice() {
+        [action] => (action, None),
+        [action, key] => (action, Some(key)),
+        _ => return Err(usage()),
     };
     let action = match action.as_str() {
         "install" => KeyAction::Install,
@@ -722,11 +754,13 @@ fn parse_client(
             )))
         }
     };
-    base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    if let Some(key) = key {
+        base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    }
     Ok(Command::Key {
         interface,
         action,
-        key: key.clone(),
+        key: key.cloned(),
     })
 }
 
@@ -780,7 +814,25 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
             .map_err(|_| format!("{s:?} is not an IP address"))
     };
 
+    let mut warnings = Vec::new();
     let cluster_key = one(raw, env, "cluster-key", |s| base64::decode_key(s.trim()))?;
+    let cluster_key_file = one(raw, env, "cluster-key-file", |s| Ok(PathBuf::from(s)))?;
+    let cluster_key = match (cluster_key, &cluster_key_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "--cluster-key and --cluster-key-file cannot be used together (set one; check \
+                 WESHER_CLUSTER_KEY and WESHER_CLUSTER_KEY_FILE too)"
+                    .into(),
+            ))
+        }
+        (None, Some(path)) => {
+            let (key, warning) = read_key_file(path)
+                .map_err(|e| ConfigError(format!("--cluster-key-file {}: {e}", path.display())))?;
+            warnings.extend(warning);
+            Some(key)
+        }
+        (key, None) => key,
+    };
 
     let mut join = Vec::new();
     if let Some((src, values)) = effective(raw, env, "join") {
@@ -830,6 +882,10 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         "interface",
     )?;
     let no_etc_hosts = required(one(raw, env, "no-etc-hosts", parse_bool)?, "no-etc-hosts")?;
+    let hosts_file = required(
+        one(raw, env, "hosts-file", |s| Ok(PathBuf::from(s)))?,
+        "hosts-file",
+    )?;
     let log_level = required(one(raw, env, "log-level", parse_log_level)?, "log-level")?;
     let state_dir = required(
         one(raw, env, "state-dir", |s| Ok(PathBuf::from(s)))?,
@@ -931,6 +987,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
 
     Ok(Config {
         cluster_key,
+        cluster_key_file,
         join,
         init,
         bind,
@@ -939,6 +996,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         overlay_net,
         interface,
         no_etc_hosts,
+        hosts_file,
         log_level,
         state_dir,
         node_name,
@@ -950,7 +1008,36 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         routed_nets,
         accept_routed_nets,
         overlay_addr,
+        warnings,
     })
+}
+
+/// The key in a --cluster-key-file: base64 with surrounding whitespace (a trailing newline),
+/// and a warning when others than the owner may read the file. The key is never echoed.
+fn read_key_file(path: &std::path::Path) -> Result<([u8; 32], Option<String>), String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    // A key is 44 characters: do not read a large file by mistake.
+    let mut text = Vec::new();
+    file.take(1024)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let text = std::str::from_utf8(&text).map_err(|_| "not a base64 key (not text)".to_string())?;
+    let key = base64::decode_key(text.trim())?;
+    let mode = meta.mode() & 0o777;
+    let warning = (mode & 0o077 != 0).then(|| {
+        format!(
+            "cluster key file {} is readable by others than its owner (mode {mode:04o}): \
+             chmod 600 it",
+            path.display()
+        )
+    });
+    Ok((key, warning))
 }
 
 #[cfg(test)]
@@ -1437,7 +1524,7 @@ mod tests {
             Command::Key {
                 interface: "wgoverlay".into(),
                 action: KeyAction::Use,
-                key: KEY.into()
+                key: Some(KEY.into())
             }
         );
         assert_eq!(
@@ -1445,11 +1532,96 @@ mod tests {
             Ok(Command::KeyGenerate)
         );
         assert!(error(&["key", "generate", KEY], &[]).contains("usage: wesher key"));
-        assert!(error(&["key", "use"], &[]).contains("usage: wesher key"));
+        assert_eq!(
+            parse_env(&["key", "install"], &[]).unwrap(),
+            Command::Key {
+                interface: "wgoverlay".into(),
+                action: KeyAction::Install,
+                key: None
+            }
+        );
+        assert!(error(&["key", "use", KEY, "x"], &[]).contains("usage: wesher key"));
         assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));
         assert!(error(&["status", "--frob"], &[]).contains("unknown flag --frob"));
         assert!(error(&["status", "--interface", "a/b"], &[]).contains("--interface"));
+    }
+
+    #[test]
+    fn cluster_key_file() {
+        use crate::fsutil::testutil::TempDir;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("keyfile");
+        let path = dir.path().join("key");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, format!("  {KEY}\n\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = config(&["--cluster-key-file", p], &[]);
+        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+        assert_eq!(c.cluster_key_file.as_deref(), Some(path.as_path()));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = config(&[], &[("WESHER_CLUSTER_KEY_FILE", p)]);
+        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+
+        // Readable by others: it works, with a warning to log.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = config(&["--cluster-key-file", p], &[]);
+        assert!(c.cluster_key.is_some());
+        assert_eq!(
+            c.warnings,
+            [format!(
+                "cluster key file {p} is readable by others than its owner (mode 0644): chmod 600 it"
+            )]
+        );
+
+        // Not with a key given another way.
+        let e = error(&["--cluster-key-file", p, "--cluster-key", KEY], &[]);
+        assert!(e.contains("cannot be used together"), "{e}");
+        let e = error(&["--cluster-key-file", p], &[("WESHER_CLUSTER_KEY", KEY)]);
+        assert!(e.contains("cannot be used together"), "{e}");
+
+        // Missing, a directory, not a key, too short: the path is named, the content is not.
+        let missing = dir.path().join("nope");
+        let e = error(&["--cluster-key-file", missing.to_str().unwrap()], &[]);
+        assert!(
+            e.starts_with(&format!(
+                "--cluster-key-file {}: cannot open: ",
+                missing.display()
+            )) && e.contains("No such file"),
+            "{e}"
+        );
+        let e = error(&["--cluster-key-file", dir.path().to_str().unwrap()], &[]);
+        assert!(e.ends_with(": not a regular file"), "{e}");
+        std::fs::write(&path, "sec%ret\n").unwrap();
+        let e = error(&["--cluster-key-file", p], &[]);
+        assert!(
+            e.starts_with(&format!("--cluster-key-file {p}: not valid base64")),
+            "{e}"
+        );
+        assert!(!e.contains("sec%ret"), "{e}");
+        std::fs::write(&path, "c2hvcnQ=").unwrap();
+        let e = error(&["--cluster-key-file", p], &[]);
+        assert_eq!(
+            e,
+            format!("--cluster-key-file {p}: decodes to 5 bytes, expected 32")
+        );
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).ends_with("(not text)"));
+        std::fs::write(&path, "").unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).contains("expected 32"));
+        // A big file is not read whole.
+        std::fs::write(&path, "A".repeat(1 << 20)).unwrap();
+        assert!(error(&["--cluster-key-file", p], &[]).starts_with("--cluster-key-file "));
+    }
+
+    #[test]
+    fn hosts_file() {
+        assert_eq!(config(&[], &[]).hosts_file, PathBuf::from("/etc/hosts"));
+        let c = config(&["--hosts-file", "/tmp/hosts/wesher-wg0"], &[]);
+        assert_eq!(c.hosts_file, PathBuf::from("/tmp/hosts/wesher-wg0"));
+        let c = config(&[], &[("WESHER_HOSTS_FILE", "/srv/hosts")]);
+        assert_eq!(c.hosts_file, PathBuf::from("/srv/hosts"));
+        assert!(help_text().contains("[env: WESHER_HOSTS_FILE] [default: /etc/hosts]"));
     }
 
     #[test]

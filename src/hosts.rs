@@ -10,10 +10,13 @@
 //! does: they may belong to a v0.2 instance still running, and since v0.2 derived the same
 //! addresses they do not contradict ours. Remove them by hand after an upgrade.
 //!
-//! Names come from the network: a name that could break the file's syntax (whitespace, `#`,
-//! control characters) is never written.
+//! Names come from the network: only valid hostnames are written (letters, digits, `-`, `_`,
+//! dot-separated labels of 1..63), and never one that would shadow a line we do not manage:
+//! `localhost` (and `*.localhost`), or any name another line of the file already gives (the
+//! other lines of wesher instances aside: the same member in two clusters is no takeover).
 
 use crate::fsutil::{self, Attrs, FsError};
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -43,11 +46,55 @@ pub fn is_writable_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
 }
 
+/// Whether `name` is a hostname (RFC 1123 labels, `_` tolerated as resolvers do), which is what
+/// a member must be called to get a hosts line.
+pub fn is_hostname(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Names that resolve through lines we do not manage, lowercased: `localhost` and the names of
+/// every line that is neither ours nor another wesher instance's.
+fn foreign_names(existing: &[u8]) -> HashSet<String> {
+    let mut names: HashSet<String> = HashSet::from(["localhost".to_string()]);
+    let any_banner = b"# ! managed automatically by wesher interface ";
+    for line in existing.split(|&b| b == b'\n') {
+        if line.windows(any_banner.len()).any(|w| w == any_banner)
+            || line
+                .windows(V02_BANNER.len())
+                .any(|w| w == V02_BANNER.as_bytes())
+        {
+            continue;
+        }
+        let data = line.split(|&b| b == b'#').next().unwrap_or_default();
+        let text = String::from_utf8_lossy(data);
+        names.extend(
+            text.split_ascii_whitespace()
+                .skip(1)
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    names
+}
+
+/// Whether a member called `name` may get a line next to `foreign` names.
+fn may_write(name: &str, foreign: &HashSet<String>) -> bool {
+    let lower = name.to_ascii_lowercase();
+    is_hostname(name) && !lower.ends_with(".localhost") && !foreign.contains(&lower)
+}
+
 /// What `update` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub write: Write,
-    /// Names that were not written because `is_writable_name` refused them.
+    /// Names that were not written: not hostnames, or shadowing a line we do not manage.
     pub skipped: Vec<String>,
 }
 
@@ -71,6 +118,8 @@ pub enum HostsError {
         rename: FsError,
         in_place: FsError,
     },
+    /// Another agent holds the lock: try again shortly (the event loop does not wait).
+    Busy(String),
 }
 
 impl fmt::Display for HostsError {
@@ -78,6 +127,7 @@ impl fmt::Display for HostsError {
         match self {
             HostsError::Missing(p) => write!(f, "hosts file {p} does not exist; not creating it"),
             HostsError::Fs(e) => write!(f, "hosts file: {e}"),
+            HostsError::Busy(dir) => write!(f, "hosts file: {dir} is locked by another process"),
             HostsError::BothFailed { rename, in_place } => write!(
                 f,
                 "hosts file: {rename}; falling back to rewriting in place failed too: {in_place}"
@@ -98,8 +148,9 @@ pub fn render(existing: &[u8], iface: &str, entries: &[HostEntry]) -> (Vec<u8>, 
     let banner = banner(iface);
     let mut ours: Vec<&HostEntry> = Vec::new();
     let mut skipped = Vec::new();
+    let foreign = foreign_names(existing);
     for e in entries {
-        if is_writable_name(&e.name) {
+        if may_write(&e.name, &foreign) {
             ours.push(e);
         } else {
             skipped.push(e.name.clone());
@@ -143,13 +194,20 @@ pub fn render(existing: &[u8], iface: &str, entries: &[HostEntry]) -> (Vec<u8>, 
 /// The directory of the file stays locked (flock) from the read to the write, so two agents on
 /// one node (two clusters, two interfaces) do not drop each other's lines. The directory, not
 /// the file: the file is replaced by a rename, and a lock on the old one would protect nothing.
+/// The lock is only tried: when another agent holds it, `HostsError::Busy` says to try later.
 pub fn update(path: &Path, iface: &str, entries: &[HostEntry]) -> Result<Outcome, HostsError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let lock = File::open(dir).map_err(|e| fs_error("opening", dir, e))?;
-    lock.lock().map_err(|e| fs_error("locking", dir, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(HostsError::Busy(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(fs_error("locking", dir, e)),
+    }
     let Some(existing) = fsutil::read_optional(path).map_err(HostsError::Fs)? else {
         if entries.is_empty() {
             // Nothing to remove from a file that is not there.
@@ -178,8 +236,14 @@ fn fs_error(action: &'static str, path: &Path, source: io::Error) -> HostsError 
     })
 }
 
-/// Removes our lines for `iface` (at exit).
+/// Removes our lines for `iface` (at exit, where waiting a little for the lock is fine).
 pub fn cleanup(path: &Path, iface: &str) -> Result<Outcome, HostsError> {
+    for _ in 0..50 {
+        match update(path, iface, &[]) {
+            Err(HostsError::Busy(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            other => return other,
+        }
+    }
     update(path, iface, &[])
 }
 
@@ -283,6 +347,44 @@ mod tests {
             format!("1.2.3.4\tx\t{b1} \t").as_bytes(),
             b1.as_bytes()
         ));
+    }
+
+    #[test]
+    fn only_hostnames_that_shadow_nothing_are_written() {
+        let existing = "127.0.0.1\tlocalhost\n192.168.1.1 router Gateway.lan # the router\n\
+             10.1.0.9\tnode3\t# ! managed automatically by wesher interface wg9\n";
+        // Each name, and whether it gets a line.
+        let names = [
+            ("localhost", false),
+            ("LOCALHOST", false),
+            ("a.localhost", false),
+            ("router", false),
+            ("gateway.LAN", false),
+            ("-dash", false),
+            ("dot..dot", false),
+            ("x_y", true),
+            ("node3", true),
+            ("node4.example", true),
+        ];
+        let entries: Vec<HostEntry> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| entry(n, &format!("10.0.0.{i}")))
+            .collect();
+        let (out, skipped) = render(existing.as_bytes(), "wg0", &entries);
+        let refused: Vec<&str> = names.iter().filter(|n| !n.1).map(|n| n.0).collect();
+        assert_eq!(skipped, refused);
+        let out = String::from_utf8(out).unwrap();
+        let b0 = banner("wg0");
+        assert_eq!(
+            out,
+            format!(
+                "{existing}10.0.0.8\tnode3\t{b0}\n10.0.0.9\tnode4.example\t{b0}\n\
+                 10.0.0.7\tx_y\t{b0}\n"
+            )
+        );
+        assert!(!is_hostname(&"a".repeat(64)));
+        assert!(is_hostname(&format!("{}.b", "a".repeat(63))));
     }
 
     #[test]
@@ -424,7 +526,8 @@ mod tests {
         }
     }
 
-    /// Two agents (two interfaces) updating one hosts file at once keep each other's lines.
+    /// Two agents (two interfaces) updating one hosts file at once keep each other's lines, and
+    /// a busy lock is reported, not waited for.
     #[test]
     fn concurrent_writers_keep_each_others_lines() {
         let dir = TempDir::new("hosts-concurrent");
@@ -441,7 +544,13 @@ mod tests {
                             &format!("peer{i}"),
                             &format!("10.{i}.0.{}", round % 250 + 1),
                         )];
-                        update(&path, iface, &e).unwrap();
+                        // As the agent does: a busy lock is tried again a little later.
+                        loop {
+                            match update(&path, iface, &e) {
+                                Err(HostsError::Busy(_)) => std::thread::yield_now(),
+                                other => break drop(other.unwrap()),
+                            };
+                        }
                     }
                 })
             })
@@ -457,6 +566,12 @@ mod tests {
             );
         }
         assert!(text.starts_with("127.0.0.1 localhost\n"));
+        let held = File::open(dir.path()).unwrap();
+        held.lock().unwrap();
+        assert!(matches!(
+            update(&path, "wg1", &[]),
+            Err(HostsError::Busy(_))
+        ));
         assert_eq!(text.lines().count(), 5, "{text}");
     }
 }

@@ -21,6 +21,12 @@ fn cluster(n: usize, seed: u64) -> Sim {
     cluster_with(n, SimConfig::new(Timing::wan(), seed))
 }
 
+/// Formation bounds: gossip spreads the joins within a second, and the rare member a gossip
+/// round misses is repaired by the first periodic push-pull, which comes (as in Go) one random
+/// stagger plus one period after start: at most 120 s WAN, 60 s LAN.
+const FORMED_WAN: Duration = Duration::from_secs(130);
+const FORMED_LAN: Duration = Duration::from_secs(70);
+
 /// Every node joins through node 0; returns the virtual time until all see all alive.
 fn join_all(sim: &mut Sim, limit: Duration) -> Duration {
     for i in 1..sim.len() {
@@ -66,7 +72,7 @@ fn leave_events_about(sim: &Sim, name: &str) -> usize {
 #[test]
 fn fifty_nodes_join_through_one_seed_and_converge() {
     let mut sim = cluster(50, 1);
-    let took = join_all(&mut sim, Duration::from_secs(60));
+    let took = join_all(&mut sim, FORMED_WAN);
     println!("50 nodes converged in {took:?}");
     for i in 1..sim.len() {
         let ok = sim
@@ -116,7 +122,7 @@ fn join_to_nobody_reports_failure() {
 fn crashed_node_is_declared_dead_by_all_within_the_bound() {
     let n = 20;
     let mut sim = cluster(n, 3);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     sim.run_for(Duration::from_secs(10));
     let victim = 7;
     sim.crash(victim);
@@ -154,7 +160,7 @@ fn crashed_node_is_declared_dead_by_all_within_the_bound() {
 fn graceful_leave_spreads_to_all() {
     let n = 20;
     let mut sim = cluster(n, 4);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     sim.run_for(Duration::from_secs(5));
     let leaver = 11;
     let name = sim.name(leaver).to_owned();
@@ -190,7 +196,7 @@ fn leave_alone_is_done_at_once() {
 fn healed_partition_reconverges() {
     let n = 16;
     let mut sim = cluster(n, 6);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     sim.run_for(Duration::from_secs(5));
     let left: Vec<usize> = (0..n / 2).collect();
     let right: Vec<usize> = (n / 2..n).collect();
@@ -224,7 +230,7 @@ fn five_percent_loss_causes_no_false_deaths() {
     let mut cfg = SimConfig::new(Timing::wan(), 7);
     cfg.loss = 0.05;
     let mut sim = cluster_with(n, cfg);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     sim.run_for(Duration::from_secs(300));
     assert_no_leave_events(&sim, n);
     assert!(sim.converged());
@@ -238,7 +244,7 @@ fn five_percent_loss_causes_no_false_deaths() {
 fn tcp_fallback_ping_keeps_a_udp_blocked_node_alive() {
     let n = 8;
     let mut sim = cluster(n, 13);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     let who = 3;
     sim.block_udp(who, true);
     sim.run_for(Duration::from_secs(300));
@@ -258,7 +264,7 @@ fn probes_keep_their_pace_when_timers_wake_up_late() {
     // (4 nodes: with 3, Go's probe loop itself gives up a tick when a reshuffle puts the
     // local node first, and so do we.)
     let mut sim = cluster_with(4, SimConfig::new(Timing::lan(), 21));
-    join_all(&mut sim, Duration::from_secs(30));
+    join_all(&mut sim, FORMED_LAN);
     sim.block_udp(3, true);
     let before: Vec<u64> = (0..3).map(|i| sim.node(i).stats().probes).collect();
     sim.run_for(Duration::from_secs(60));
@@ -276,7 +282,7 @@ fn probes_keep_their_pace_when_timers_wake_up_late() {
 fn metadata_update_reaches_everyone() {
     let n = 20;
     let mut sim = cluster(n, 8);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     sim.run_for(Duration::from_secs(5));
     let who = 5;
     let before = sim.node(who).local().incarnation;
@@ -306,7 +312,7 @@ fn metadata_update_reaches_everyone() {
 fn node_restarted_after_death_is_seen_with_new_meta() {
     let n = 10;
     let mut sim = cluster(n, 9);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     let who = 4;
     let name = sim.name(who).to_owned();
     sim.crash(who);
@@ -336,7 +342,7 @@ fn node_restarted_after_death_is_seen_with_new_meta() {
 fn node_restarted_quickly_with_fresh_state_refutes_its_old_self() {
     let n = 10;
     let mut sim = cluster(n, 10);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     let who = 6;
     let name = sim.name(who).to_owned();
     // Bump to incarnation 2 so the restart at incarnation 1 is older than what others know.
@@ -356,7 +362,7 @@ fn node_restarted_quickly_with_fresh_state_refutes_its_old_self() {
 fn suspicion_of_a_live_node_is_refuted() {
     let n = 12;
     let mut sim = cluster(n, 11);
-    join_all(&mut sim, Duration::from_secs(60));
+    join_all(&mut sim, FORMED_WAN);
     sim.run_for(Duration::from_secs(5));
     let who = 2;
     let name = sim.name(who).to_owned();

@@ -1,9 +1,9 @@
 #!/bin/sh
-# Checks how openwrt/wesher/files/wesher.init turns /etc/config/wesher into wesher's command line,
-# without OpenWrt: the UCI (config_*) and procd (procd_*) shell functions are replaced by the small
-# stand-ins below, which record the instances the script declares; each case compares them with
-# the expected ones. POSIX sh (dash here, busybox ash on OpenWrt).
-set -u
+# Runs openwrt/wesher/files/wesher.init as `/etc/init.d/wesher start` would, against the
+# stand-ins of standins.sh (uci with libuci's section names, validate_data, procd.sh, jshn),
+# and checks the message procd would get (`ubus call service set`, read with jq), the key
+# file, the firewall data and zone, and the log. Then wesher-hosts-notify with a recording
+# ubus. POSIX sh (dash here, busybox ash on OpenWrt). Needs jq.
 here=$(cd "$(dirname "$0")" && pwd)
 pkg=$here/../wesher
 init=$pkg/files/wesher.init
@@ -11,83 +11,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0
 failed=0
-
-# --- UCI stand-ins. A UCI file (config / option / list lines) is valid shell once `config`,
-# `option` and `list` are functions, so config_load sources it.
-config() {
-	n_sections=$((n_sections + 1))
-	section=${2:-cfg$n_sections}
-	sections="$sections $section"
-	eval "type_$section=\$1"
-}
-option() { eval "opt_${section}_$1=\$2"; }
-list() {
-	eval "n=\${len_${section}_$1:-0}"
-	n=$((n + 1))
-	eval "len_${section}_$1=$n; item_${section}_$1_$n=\$2"
-}
-config_load() {
-	sections="" n_sections=0
-	. "$UCI_CONFIG_DIR/$1"
-}
-config_get() { eval "$1=\${opt_$2_$3:-\${4:-}}"; }
-config_get_bool() {
-	local v
-	eval "v=\${opt_$2_$3:-}"
-	case "$v" in
-	1 | on | true | yes | enabled) v=1 ;;
-	0 | off | false | no | disabled) v=0 ;;
-	*) v=${4:-0} ;;
-	esac
-	eval "$1=$v"
-}
-config_list_foreach() {
-	local i=1 len item
-	eval "len=\${len_$1_$2:-0}"
-	while [ "$i" -le "$len" ]; do
-		eval "item=\$item_$1_$2_$i"
-		"$3" "$item"
-		i=$((i + 1))
-	done
-}
-config_foreach() {
-	local s t
-	for s in $sections; do
-		eval "t=\$type_$s"
-		[ "$t" = "$2" ] && "$1" "$s"
-	done
-	return 0
-}
-
-# --- procd stand-ins: print each instance, one argument per [bracket].
-procd_open_instance() { echo "instance $1"; cmd="" rest=""; }
-procd_set_param() {
-	local key=$1 arg
-	shift
-	if [ "$key" = command ]; then
-		cmd=""
-		for arg; do cmd="$cmd[$arg]"; done
-	else
-		rest="$rest
-$key $*"
-	fi
-}
-procd_append_param() {
-	local arg
-	[ "$1" = command ] || { echo "unexpected procd_append_param $1" && return 1; }
-	shift
-	for arg; do cmd="$cmd[$arg]"; done
-}
-procd_close_instance() { echo "command $cmd$rest"; }
-procd_add_reload_trigger() { echo "reload-trigger $*"; }
-
-# run_case NAME UCI_FILE EXPECTED: start_service's output must equal EXPECTED.
-run_case() {
-	mkdir -p "$tmp/$1"
-	cp "$2" "$tmp/$1/wesher"
-	actual=$(UCI_CONFIG_DIR=$tmp/$1 && . "$init" && start_service 2>&1)
-	check "$1" "$actual" "$3"
-}
+KEY=MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=
 
 check() {
 	if [ "$2" = "$3" ]; then
@@ -100,37 +24,81 @@ check() {
 	fi
 }
 
-# The shipped config is disabled: no instance.
-run_case shipped-config-disabled "$pkg/files/wesher.config" ""
+# start CASE UCI_FILE [FIREWALL_FILE]: runs the init script's start in $tmp/CASE (its own
+# /etc/config, /var/run/wesher and /tmp/hosts); the procd message goes to $tmp/CASE/set.json,
+# every other recorded command to $tmp/CASE/log.
+start() {
+	local dir="$tmp/$1"
+	mkdir -p "$dir/config" "$dir/run" "$dir/hosts"
+	cp "$2" "$dir/config/wesher"
+	[ -z "${3:-}" ] || cp "$3" "$dir/config/firewall"
+	: >"$dir/log"
+	(
+		UCI_CONFIG_DIR=$dir/config STANDIN_LOG=$dir/log
+		. "$here/standins.sh"
+		. "$init"
+		RUN_DIR=$dir/run HOSTS_DIR=$dir/hosts
+		rc_procd_start wesher
+	) >"$dir/out" 2>&1
+	sed -n 's/^ubus call service set //p' "$dir/log" >"$dir/set.json"
+	sed -i '/^ubus call service set /d' "$dir/log"
+	D=$dir
+}
 
-# The shipped config, enabled with a key and a join: its defaults reach the command line.
+# q FILTER: jq -c on the last case's procd message.
+q() { jq -c "$1" "$D/set.json"; }
+
+rules() {
+	local name=$1 zone=$2 gossip=$3 wg=$4
+	printf '[{"type":"rule","name":"Allow-wesher-%s-gossip-tcp","src":"%s","proto":"tcp","dest_port":"%s","target":"ACCEPT"},' "$name" "$zone" "$gossip"
+	printf '{"type":"rule","name":"Allow-wesher-%s-gossip-udp","src":"%s","proto":"udp","dest_port":"%s","target":"ACCEPT"},' "$name" "$zone" "$gossip"
+	printf '{"type":"rule","name":"Allow-wesher-%s-wireguard","src":"%s","proto":"udp","dest_port":"%s","target":"ACCEPT"}]' "$name" "$zone" "$wg"
+}
+
+# --- The shipped config is disabled: a service without instances, with its triggers.
+start shipped-disabled "$pkg/files/wesher.config"
+check shipped-disabled-instances "$(q .instances)" "{}"
+check shipped-disabled-quiet "$(cat "$D/out" "$D/log")" "ubus call service event {\"type\":\"config.change\",\"data\":{\"package\":\"firewall\"}}"
+check triggers "$(q .triggers)" '[["config.change",["if",["eq","package","wesher"],["run_script","/etc/init.d/wesher","reload"]],1000],["interface.*.up",[["run_script","/etc/init.d/wesher","reload"]],2000]]'
+check validate-package "$(q '.validate[0] | [.package, .type, (.data | length), .data.cluster_port, .data.log_level]')" \
+	'["wesher","wesher",26,"port","or(trace,debug,info,warn,warning,error)"]'
+
+# --- The shipped config, enabled with a key and a join.
 sed -e "s/option enabled '0'/option enabled '1'/" \
-	-e "s|option cluster_key ''|option cluster_key 'MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI='|" \
+	-e "s|option cluster_key ''|option cluster_key '$KEY'|" \
 	-e "s/#list join/list join/" "$pkg/files/wesher.config" >"$tmp/enabled"
-run_case shipped-config-enabled "$tmp/enabled" "instance wesher
-command [/usr/bin/wesher][--join][192.0.2.1][--cluster-port][7946][--wireguard-port][51820][--overlay-net][10.0.0.0/8][--interface][wgoverlay][--log-level][warn][--state-dir][/etc/wesher]
-env WESHER_CLUSTER_KEY=MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=
-term_timeout 15
-respawn 
-stdout 1
-stderr 1"
+start shipped-enabled "$tmp/enabled"
+check instance-names "$(q '.instances | keys')" '["hosts_notify","wesher"]'
+check command "$(q '.instances.wesher.command')" \
+	"[\"/usr/sbin/wesher\",\"--join\",\"192.0.2.1\",\"--cluster-port\",\"7946\",\"--wireguard-port\",\"51820\",\"--overlay-net\",\"10.0.0.0/8\",\"--interface\",\"wgoverlay\",\"--hosts-file\",\"$D/hosts/wesher-wgoverlay\",\"--log-level\",\"warn\",\"--state-dir\",\"/etc/wesher\",\"--cluster-key-file\",\"$D/run/wesher.key\"]"
+check params "$(q '.instances.wesher | [.file, .respawn, .term_timeout, .stdout, .stderr, .env, .netdev]')" \
+	"[[\"$D/run/wesher.key\"],[\"3600\",\"5\",\"0\"],15,true,true,null,null]"
+# The key is nowhere in what procd publishes (`ubus call service list`), only in the file.
+grep -q "$KEY" "$D/set.json" && r=published || r=absent
+check key-not-published "$r" absent
+check key-file "$(cat "$D/run/wesher.key")" "$KEY"
+check key-file-mode "$(stat -c %a "$D/run/wesher.key")" 600
+check firewall-data "$(q '.instances.wesher.data.firewall')" "$(rules wesher wan 7946 51820)"
+check hosts-file-created "$(test -f "$D/hosts/wesher-wgoverlay" && echo yes)" yes
+check hosts-notify "$(q '.instances.hosts_notify | [.command, .respawn]')" \
+	"[[\"/bin/sh\",\"/usr/libexec/wesher-hosts-notify\",\"$D/hosts/wesher-wgoverlay\"],[\"3600\",\"5\",\"0\"]]"
+check fw4-told "$(cat "$D/log")" "ubus call service event {\"type\":\"config.change\",\"data\":{\"package\":\"firewall\"}}"
 
-# Every option set; booleans in the spellings UCI accepts; joins become one comma list.
-cat >"$tmp/all" <<'UCI'
+# --- Every option set; booleans in the spellings UCI accepts; lists become comma lists.
+cat >"$tmp/all" <<UCI
 config wesher 'mesh'
 	option enabled 'yes'
-	option cluster_key 'a2V5'
+	option cluster_key '$KEY'
 	list join 'node1'
 	list join '192.0.2.7:7947'
 	list join '[2001:db8::1]:7946'
 	option init 'true'
-	option bind_addr '192.0.2.2'
 	option bind_iface 'eth0'
 	option cluster_port '7950'
 	option wireguard_port '51900'
 	option overlay_net '10.20.0.0/16'
 	option interface 'wg9'
-	option no_etc_hosts 'on'
+	option hosts_file '/srv/hosts'
 	option log_level 'debug'
 	option node_name 'my router'
 	option state_dir '/mnt/data/wesher'
@@ -141,26 +109,38 @@ config wesher 'mesh'
 	option gossip_profile 'lan'
 	list routed_net '192.168.1.0/24'
 	list routed_net 'fd00:1::/64'
+	list accept_routed_net '192.168.50.0/24'
+	list accept_routed_net '0.0.0.0/0'
 	option overlay_addr '10.20.0.9'
-UCI
-run_case every-option "$tmp/all" "instance mesh
-command [/usr/bin/wesher][--join][node1,192.0.2.7:7947,[2001:db8::1]:7946][--init][--bind-addr][192.0.2.2][--bind-iface][eth0][--cluster-port][7950][--wireguard-port][51900][--overlay-net][10.20.0.0/16][--interface][wg9][--no-etc-hosts][--log-level][debug][--node-name][my router][--state-dir][/mnt/data/wesher][--mtu][1380][--persistent-keepalive][25][--advertise-addr][198.51.100.4][--advertise-port][17946][--gossip-profile][lan][--routed-net][192.168.1.0/24,fd00:1::/64][--overlay-addr][10.20.0.9]
-env WESHER_CLUSTER_KEY=a2V5
-term_timeout 15
-respawn 
-stdout 1
-stderr 1"
+	option firewall_zone 'lan'
 
-# Two meshes and a disabled third; false booleans add nothing; an anonymous section works;
-# no key means no environment (the agent loads or generates one); a list given as a plain
-# option is passed as it is.
+config wesher 'other'
+	option enabled 'on'
+	option bind_addr '192.0.2.2'
+	option interface 'wg8'
+	option no_etc_hosts '1'
+	option open_firewall '0'
+	option routed_net '192.168.5.0/24 192.168.6.0/24'
+UCI
+start every-option "$tmp/all"
+check every-option-command "$(q '.instances.mesh.command')" \
+	"[\"/usr/sbin/wesher\",\"--join\",\"node1,192.0.2.7:7947,[2001:db8::1]:7946\",\"--init\",\"--bind-iface\",\"eth0\",\"--cluster-port\",\"7950\",\"--wireguard-port\",\"51900\",\"--overlay-net\",\"10.20.0.0/16\",\"--interface\",\"wg9\",\"--hosts-file\",\"/srv/hosts\",\"--log-level\",\"debug\",\"--node-name\",\"my router\",\"--state-dir\",\"/mnt/data/wesher\",\"--mtu\",\"1380\",\"--persistent-keepalive\",\"25\",\"--advertise-addr\",\"198.51.100.4\",\"--advertise-port\",\"17946\",\"--gossip-profile\",\"lan\",\"--routed-net\",\"192.168.1.0/24,fd00:1::/64\",\"--accept-routed-nets\",\"192.168.50.0/24,0.0.0.0/0\",\"--overlay-addr\",\"10.20.0.9\",\"--cluster-key-file\",\"$D/run/mesh.key\"]"
+check netdev "$(q '.instances.mesh.netdev')" '["eth0"]'
+check firewall-zone-option "$(q '.instances.mesh.data.firewall')" "$(rules mesh lan 7950 51900)"
+# A plain option with space-separated values works as a list; no hosts file, no firewall data,
+# no key (the agent keeps or makes its own).
+check second-instance "$(q '.instances.other | [.command, .data, .file]')" \
+	'[["/usr/sbin/wesher","--bind-addr","192.0.2.2","--cluster-port","7946","--wireguard-port","51820","--overlay-net","10.0.0.0/8","--interface","wg8","--no-etc-hosts","--log-level","warn","--state-dir","/etc/wesher","--routed-net","192.168.5.0/24,192.168.6.0/24"],null,null]'
+# /srv/hosts is not dnsmasq's: nothing to notify.
+check no-notify-outside-tmp-hosts "$(q '.instances | keys')" '["mesh","other"]'
+
+# --- Several sections: a disabled one, another type, an anonymous one (named as libuci names
+# it: cfg + its position 04 + djbhash("wesher") & 0xffff = 69f3), and an invalid one, which
+# is logged with the option at fault and not started.
 cat >"$tmp/multi" <<'UCI'
 config wesher 'a'
 	option enabled '1'
-	option init 'off'
-	option no_etc_hosts '0'
 	option interface 'wg1'
-	option routed_net '192.168.2.0/24,192.168.3.0/24'
 	option join 'node7'
 
 config wesher 'b'
@@ -174,30 +154,86 @@ config wesher
 	option enabled 'enabled'
 	option interface 'wg3'
 	option cluster_port '7947'
+
+config wesher 'bad'
+	option enabled '1'
+	option interface 'wg4'
+	option cluster_port '70000'
+	option log_level 'loud'
 UCI
-run_case several-sections "$tmp/multi" "instance a
-command [/usr/bin/wesher][--join][node7][--interface][wg1][--state-dir][/etc/wesher][--routed-net][192.168.2.0/24,192.168.3.0/24]
-term_timeout 15
-respawn 
-stdout 1
-stderr 1
-instance cfg4
-command [/usr/bin/wesher][--cluster-port][7947][--interface][wg3][--state-dir][/etc/wesher]
-term_timeout 15
-respawn 
-stdout 1
-stderr 1"
+start several-sections "$tmp/multi"
+check section-names "$(q '.instances | keys')" '["a","cfg0469f3","hosts_notify"]'
+check anonymous-instance "$(q '.instances.cfg0469f3.command[1:3]')" '["--cluster-port","7947"]'
+check invalid-logged "$(grep '^logger' "$D/log")" \
+	"logger -t wesher -p daemon.err config wesher 'bad': wesher.bad.cluster_port=70000 validates as port: invalid value, instance not started
+logger -t wesher -p daemon.err config wesher 'bad': wesher.bad.log_level=loud validates as or(\"trace\",\"debug\",\"info\",\"warn\",\"warning\",\"error\"): invalid value, instance not started"
+check notify-both "$(q '.instances.hosts_notify.command[2:]')" "[\"$D/hosts/wesher-wg1\",\"$D/hosts/wesher-wg3\"]"
 
-# A UCI change to wesher restarts it.
-check reload-trigger "$(. "$init" && service_triggers)" "reload-trigger wesher"
-check procd-header "$(. "$init" && echo "$USE_PROCD $START")" "1 90"
+# --- A zone for the mesh interface: created when missing (once), extended with a second
+# interface, left alone when complete.
+cat >"$tmp/firewall" <<'UCI'
+config defaults
+	option input 'REJECT'
 
-# Every option of the shipped config is read by the init script (no option silently ignored).
-missing=""
-for opt in $(sed -n "s/^[[:space:]]*#\{0,1\}\(option\|list\) \([a-z_]*\) .*/\2/p" "$pkg/files/wesher.config"); do
-	grep -Eq "\"\\\$cfg\" $opt( |\$)" "$init" || missing="$missing $opt"
-done
-check every-option-read "$missing" ""
+config zone
+	option name 'lan'
+	list network 'lan'
+
+config zone
+	option name 'wan'
+	list network 'wan'
+UCI
+cat >"$tmp/zoned" <<UCI
+config wesher 'mesh'
+	option enabled '1'
+	option zone 'mesh'
+UCI
+start zone-created "$tmp/zoned" "$tmp/firewall"
+check zone-created "$(tail -n 7 "$D/config/firewall")" "
+config zone
+	option name 'mesh'
+	option input 'ACCEPT'
+	option output 'ACCEPT'
+	option forward 'REJECT'
+	list device 'wgoverlay'"
+cp "$D/config/firewall" "$tmp/firewall-with-zone"
+start zone-kept "$tmp/zoned" "$tmp/firewall-with-zone"
+grep -q '^uci commit' "$D/log" && r=committed || r=untouched
+check zone-kept "$r" untouched
+check zone-file-unchanged "$(cmp -s "$D/config/firewall" "$tmp/firewall-with-zone" && echo same)" same
+printf "config wesher 'two'\n\toption enabled '1'\n\toption interface 'wg2'\n\toption zone 'mesh'\n" >>"$tmp/zoned"
+start zone-extended "$tmp/zoned" "$tmp/firewall-with-zone"
+check zone-extended "$(tail -n 2 "$D/config/firewall")" "	list device 'wgoverlay'
+	list device 'wg2'"
+
+# --- Every option of the shipped config is validated (so read), and every validated option
+# is in the shipped config (so documented).
+options=$(. "$init" && for o in $OPTIONS; do echo "${o%%:*}"; done | sort -u)
+shipped=$(sed -n "s/^[[:space:]]*#\{0,1\}\(option\|list\) \([a-z_]*\) .*/\2/p" "$pkg/files/wesher.config" | sort -u)
+check options-match-config "$options" "$shipped"
+
+# --- wesher-hosts-notify: signals dnsmasq through procd's ubus when a file changes, not
+# before. A recording ubus on PATH; polls every second; bounded waits, no timing asserted.
+mkdir -p "$tmp/notify/bin"
+cat >"$tmp/notify/bin/ubus" <<EOF
+#!/bin/sh
+echo "\$*" >>"$tmp/notify/calls"
+EOF
+chmod +x "$tmp/notify/bin/ubus"
+echo "10.0.0.1 a" >"$tmp/notify/h1"
+: >"$tmp/notify/h2"
+: >"$tmp/notify/calls"
+PATH="$tmp/notify/bin:$PATH" WESHER_HOSTS_POLL=1 sh "$pkg/files/wesher-hosts-notify" "$tmp/notify/h1" "$tmp/notify/h2" &
+notifier=$!
+sleep 3
+check notify-quiet-while-unchanged "$(cat "$tmp/notify/calls")" ""
+echo "10.0.0.2 b" >"$tmp/notify/h2"
+i=0
+while [ ! -s "$tmp/notify/calls" ] && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
+sleep 2
+kill "$notifier"
+wait "$notifier" 2>/dev/null
+check notify-signals-once "$(cat "$tmp/notify/calls")" 'call service signal {"name":"dnsmasq","signal":1}'
 
 echo "openwrt init: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,130 @@
+//! Join-target name lookups off the event loop: `getaddrinfo` can block for as long as the
+//! resolver's timeouts (seconds, or more with a dead uplink), so one helper thread does them
+//! and hands the answers back through a `mio::Waker`. IP literals never reach the thread.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread;
+
+use mio::{Registry, Token, Waker};
+
+use crate::config::JoinAddr;
+
+/// What one lookup found.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub addrs: Vec<SocketAddr>,
+    /// One message per target that failed, naming it.
+    pub errors: Vec<String>,
+}
+
+pub struct Resolver {
+    requests: Sender<Vec<(String, u16)>>,
+    answers: Receiver<Answer>,
+}
+
+impl Resolver {
+    /// Starts the helper thread; its answers wake the loop with `token`.
+    pub fn start(registry: &Registry, token: Token) -> io::Result<Resolver> {
+        let waker = Arc::new(Waker::new(registry, token)?);
+        let (requests, inbox) = mpsc::channel::<Vec<(String, u16)>>();
+        let (outbox, answers) = mpsc::channel();
+        thread::Builder::new()
+            .name("resolver".into())
+            .spawn(move || {
+                // Ends when the agent drops its `Resolver`.
+                for targets in inbox {
+                    let mut answer = Answer::default();
+                    for (host, port) in targets {
+                        match resolve(&host, port) {
+                            Ok(found) => answer.addrs.extend(found),
+                            Err(e) => answer.errors.push(format!("{host}: {e}")),
+                        }
+                    }
+                    if outbox.send(answer).is_err() {
+                        return;
+                    }
+                    let _ = waker.wake();
+                }
+            })?;
+        Ok(Resolver { requests, answers })
+    }
+
+    /// Literals are answered at once (`Ok`); names go to the thread (`Err` with the literals
+    /// found so far, to add to the thread's answer).
+    pub fn lookup(&self, targets: &[JoinAddr], default_port: u16) -> Result<Answer, Answer> {
+        let mut now = Answer::default();
+        let mut names = Vec::new();
+        for t in targets {
+            let port = t.port_or(default_port);
+            match literal(&t.host, port) {
+                Some(addr) => now.addrs.push(addr),
+                None => names.push((t.host.clone(), port)),
+            }
+        }
+        if names.is_empty() {
+            return Ok(now);
+        }
+        if self.requests.send(names).is_err() {
+            now.errors.push("the resolver thread is gone".into());
+            return Ok(now);
+        }
+        Err(now)
+    }
+
+    /// The next answer from the thread, if one came.
+    pub fn poll(&self) -> Option<Answer> {
+        self.answers.try_recv().ok()
+    }
+}
+
+/// An IP literal, with or without IPv6 brackets.
+fn literal(host: &str, port: u16) -> Option<SocketAddr> {
+    host.trim_matches(['[', ']'])
+        .parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, port))
+}
+
+fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+    use std::time::Duration;
+
+    fn target(s: &str) -> JoinAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn literals_are_answered_at_once_and_names_by_the_thread() {
+        let mut poll = Poll::new().unwrap();
+        let r = Resolver::start(poll.registry(), Token(7)).unwrap();
+        let now = r
+            .lookup(&[target("192.0.2.7"), target("[2001:db8::1]:8000")], 7946)
+            .unwrap();
+        assert_eq!(
+            now.addrs,
+            vec![
+                "192.0.2.7:7946".parse().unwrap(),
+                "[2001:db8::1]:8000".parse().unwrap()
+            ]
+        );
+        let sent = r
+            .lookup(&[target("192.0.2.8"), target("localhost:7000")], 7946)
+            .unwrap_err();
+        assert_eq!(sent.addrs, vec!["192.0.2.8:7946".parse().unwrap()]);
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(30)))
+            .unwrap();
+        assert!(events.iter().any(|e| e.token() == Token(7)));
+        let answer = r.poll().unwrap();
+        assert!(!answer.addrs.is_empty() && answer.addrs.iter().all(|a| a.port() == 7000));
+    }
+}
