@@ -3,6 +3,9 @@
 //! differently per release, and every blob must decode, whichever numbering it uses; our
 //! encoding must stay byte-identical to what Go sends.
 
+mod common;
+
+use common::hex;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -32,14 +35,6 @@ struct Row {
     overlay: IpAddr,
     pub_key: String,
     gob: Vec<u8>,
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len().is_multiple_of(2), "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-        .collect()
 }
 
 fn rows() -> Vec<Row> {
