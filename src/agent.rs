@@ -38,7 +38,7 @@ use crate::rtnotify::Notifications;
 use crate::state::{self, KeySource, State, StoredNode};
 use crate::system::System;
 use crate::transport::{self, Transport};
-use crate::wireguard::{Backend, DeviceConfig, Key};
+use crate::wireguard::{Backend, DeviceConfig, Key, PeerChange};
 
 const SIGNALS: Token = Token(0);
 /// The control socket's listener; its connections take the tokens after it.
@@ -688,7 +688,10 @@ impl Agent {
             if !resets.is_empty() {
                 debug!(
                     "resetting WireGuard sessions with {} Go wesher peers",
-                    resets.len() / 2
+                    resets
+                        .iter()
+                        .filter(|c| matches!(c, PeerChange::Remove(_)))
+                        .count()
                 );
                 if let Err(e) = self.system.wg().and_then(|wg| wg.apply(&resets)) {
                     debug!(
