@@ -27,7 +27,7 @@ use crate::membership::{self, Event, Keyring, Member, MemberState, Membership, T
 use crate::mesh::{host_prefix, Local, Mesh, Refused};
 use crate::meta::{LocalMeta, PeerMeta};
 use crate::netlink::Netlink;
-use crate::overlay;
+use crate::overlay::{self, Cidr};
 use crate::persist::Persist;
 use crate::reconcile::{self, Desired};
 use crate::resolver::{Answer, Resolver};
@@ -147,6 +147,8 @@ struct Agent {
     moving: Option<Move>,
     /// The gossip sockets must move to this bind address (the underlay address changed).
     rebind_to: Option<IpAddr>,
+    /// This node's connected networks, as the mesh last saw them.
+    connected: Vec<Cidr>,
     resolver: Resolver,
     /// The literal addresses of a lookup the resolver thread is finishing.
     pending_lookup: Vec<SocketAddr>,
@@ -246,7 +248,10 @@ impl Agent {
                 },
             )?;
 
-        let key = Key::generate().map_err(|e| fail("generating the WireGuard key", e))?;
+        // Zeroized when setup ends; the device keeps the only other copy.
+        let key = zeroize::Zeroizing::new(
+            Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
+        );
         let meta = LocalMeta {
             overlay,
             public_key: key.public_key(),
@@ -278,7 +283,7 @@ impl Agent {
         // Set up in full once here, so that a bad start fails at once; later rounds repair.
         let configured = Backend::open(&cfg.interface).and_then(|mut wg| {
             wg.set_device(&DeviceConfig {
-                private_key: key,
+                private_key: *key,
                 listen_port: cfg.wireguard_port,
             })?;
             rtnl.add_address(link, overlay, host_prefix(overlay))?;
@@ -295,7 +300,7 @@ impl Agent {
                 return Err(AgentError(e.to_string()));
             }
         };
-        let system = System::new(&cfg.interface, rtnl, wg, link, key);
+        let system = System::new(&cfg.interface, rtnl, wg, link, *key);
 
         let now = Instant::now();
         let membership = Membership::new(
@@ -375,6 +380,7 @@ impl Agent {
             no_underlay,
             moving: None,
             rebind_to: None,
+            connected: Vec::new(),
             resolver,
             pending_lookup: Vec::new(),
             cfg,
@@ -755,19 +761,14 @@ impl Agent {
         let keepalive =
             (self.cfg.persistent_keepalive > 0).then_some(self.cfg.persistent_keepalive);
         let want = desired::peers(&members, self.cfg.wireguard_port, keepalive);
-        let link = self.system.index();
-        let connected = match self.system.rtnl().connected(link) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("listing this node's networks: {e}");
-                Vec::new()
-            }
-        };
+        if let Some(c) = self.read_connected() {
+            self.connected = c;
+        }
         let local = Local {
             overlay: self.overlay,
             overlay_net: self.cfg.overlay_net,
             routed: self.cfg.routed_nets.clone(),
-            connected,
+            connected: self.connected.clone(),
             accept: self.cfg.accept_routed_nets.clone(),
         };
         let result = self.mesh.accept(want, &local);
@@ -782,6 +783,21 @@ impl Agent {
             self.write_hosts();
         }
         self.next_reconcile = Some(now);
+    }
+
+    /// The networks this node is connected to (not through our link).
+    fn read_connected(&mut self) -> Option<Vec<Cidr>> {
+        let link = self.system.index();
+        match self.system.rtnl().connected(link) {
+            Ok(mut c) => {
+                c.sort_by_key(|n| (n.network(), n.prefix_len()));
+                Some(c)
+            }
+            Err(e) => {
+                warn!("listing this node's networks: {e}");
+                None
+            }
+        }
     }
 
     /// Our metadata, announced with a new incarnation.
@@ -814,6 +830,10 @@ impl Agent {
     fn reconcile(&mut self, now: Instant) {
         self.next_reconcile = None;
         self.check_underlay(now);
+        // A network that appeared or went (a LAN brought up) changes which routed nets are safe.
+        if self.read_connected().is_some_and(|c| c != self.connected) {
+            self.update_mesh(now);
+        }
         let mut desired = self.desired();
         self.system.drop_conflicts(&mut desired);
         // What is left to do; a link whose daemon does not answer yet counts too (its socket
@@ -949,7 +969,8 @@ impl Agent {
                 Ok(outcome) => {
                     for name in outcome.skipped {
                         warn!(
-                            "member name {name:?} cannot be written to {}",
+                            "member name {name:?} not written to {}: not a hostname, or a name \
+                             that lines wesher does not manage already use",
                             path.display()
                         );
                     }

@@ -39,11 +39,12 @@ pub enum Command {
     Status { interface: String, json: bool },
     /// `wesher key generate`: print a new random cluster key; needs no agent.
     KeyGenerate,
-    /// `wesher key install|use|remove KEY`: change the running agent's cluster keyring.
+    /// `wesher key install|use|remove [KEY]`: change the running agent's cluster keyring. No
+    /// KEY: it is read from standard input (so that it stays out of argv, which `ps` shows).
     Key {
         interface: String,
         action: KeyAction,
-        key: String,
+        key: Option<String>,
     },
 }
 
@@ -458,14 +459,15 @@ pub fn help_text() -> String {
          Usage: wesher [agent] [OPTIONS]\n\
          \x20      wesher status [--json] [--interface DEV]\n\
          \x20      wesher key generate\n\
-         \x20      wesher key install|use|remove KEY [--interface DEV]\n\n\
+         \x20      wesher key install|use|remove [KEY] [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
          \x20 status                         show the running agent's members, addresses and handshakes\n\
          \x20 key generate                   print a new random cluster key (standard base64, 32 bytes)\n\
-         \x20 key install|use|remove KEY     rotate the running agent's cluster key without downtime:\n\
+         \x20 key install|use|remove [KEY]   rotate the running agent's cluster key without downtime:\n\
          \x20                                install the new key on every node, then use it everywhere,\n\
-         \x20                                then remove the old one\n\n\
+         \x20                                then remove the old one; without KEY, the key is read\n\
+         \x20                                from standard input (it stays out of `ps`)\n\n\
          Options (each can also be set by its environment variable; a flag beats the variable):\n",
     );
     for o in OPTS {
@@ -677,7 +679,7 @@ where
 }
 
 /// `status [--json] [--interface DEV]`, `key generate` and
-/// `key install|use|remove KEY [--interface DEV]`.
+/// `key install|use|remove [KEY] [--interface DEV]`.
 fn parse_client(
     command: &str,
     parser: &mut lexopt::Parser,
@@ -725,7 +727,8 @@ fn parse_client(
     }
     let usage = || {
         ConfigError(
-            "usage: wesher key generate | wesher key install|use|remove KEY [--interface DEV]"
+            "usage: wesher key generate | wesher key install|use|remove [KEY] [--interface DEV] \
+             (no KEY: read from standard input)"
                 .into(),
         )
     };
@@ -736,8 +739,10 @@ fn parse_client(
             Err(usage())
         };
     }
-    let [action, key] = words.as_slice() else {
-        return Err(usage());
+    let (action, key) = match words.as_slice() {
+        [action] => (action, None),
+        [action, key] => (action, Some(key)),
+        _ => return Err(usage()),
     };
     let action = match action.as_str() {
         "install" => KeyAction::Install,
@@ -749,11 +754,13 @@ fn parse_client(
             )))
         }
     };
-    base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    if let Some(key) = key {
+        base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+    }
     Ok(Command::Key {
         interface,
         action,
-        key: key.clone(),
+        key: key.cloned(),
     })
 }
 
@@ -1517,7 +1524,7 @@ mod tests {
             Command::Key {
                 interface: "wgoverlay".into(),
                 action: KeyAction::Use,
-                key: KEY.into()
+                key: Some(KEY.into())
             }
         );
         assert_eq!(
@@ -1525,7 +1532,15 @@ mod tests {
             Ok(Command::KeyGenerate)
         );
         assert!(error(&["key", "generate", KEY], &[]).contains("usage: wesher key"));
-        assert!(error(&["key", "use"], &[]).contains("usage: wesher key"));
+        assert_eq!(
+            parse_env(&["key", "install"], &[]).unwrap(),
+            Command::Key {
+                interface: "wgoverlay".into(),
+                action: KeyAction::Install,
+                key: None
+            }
+        );
+        assert!(error(&["key", "use", KEY, "x"], &[]).contains("usage: wesher key"));
         assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));
         assert!(error(&["status", "--frob"], &[]).contains("unknown flag --frob"));

@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use log::debug;
+use log::{debug, warn};
 use miniserde::{Deserialize, Serialize};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -93,7 +93,10 @@ impl Status {
     pub fn render(&self) -> String {
         let mut out = format!(
             "interface {}: node {} overlay {} underlay {}\n",
-            self.interface, self.node.name, self.node.overlay, self.node.underlay
+            printable(&self.interface),
+            printable(&self.node.name),
+            printable(&self.node.overlay),
+            printable(&self.node.underlay)
         );
         out.push_str(&format!(
             "{:<20} {:<16} {:<22} {:<8} {:>10} {:>12} {:>12}\n",
@@ -105,11 +108,34 @@ impl Status {
                 .map_or_else(|| "never".to_string(), |s| format!("{s}s ago"));
             out.push_str(&format!(
                 "{:<20} {:<16} {:<22} {:<8} {:>10} {:>12} {:>12}\n",
-                m.name, m.overlay, m.underlay, m.state, hs, m.rx_bytes, m.tx_bytes
+                printable(&m.name),
+                printable(&m.overlay),
+                printable(&m.underlay),
+                printable(&m.state),
+                hs,
+                m.rx_bytes,
+                m.tx_bytes
             ));
         }
         out
     }
+}
+
+/// `text` with control characters escaped (`\u{1b}`), so a name from the network cannot drive
+/// the terminal or forge table lines.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Send one request to the agent of `interface` and return its reply.
@@ -132,6 +158,37 @@ pub fn ask(path: &Path, request: &Request) -> Result<String, String> {
         Some(e) => Err(e.trim_end().to_string()),
         None => Ok(reply),
     }
+}
+
+/// Only root and the agent's own user may ask (the socket's mode says so too; this holds even
+/// if the directory or the socket is made more open by hand).
+fn uid_allowed(uid: libc::uid_t, own: libc::uid_t) -> bool {
+    uid == 0 || uid == own
+}
+
+/// The client's uid, from the kernel (SO_PEERCRED), not from anything the client says.
+fn peer_uid(stream: &UnixStream) -> io::Result<libc::uid_t> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
 }
 
 struct Conn {
@@ -164,8 +221,13 @@ impl Server {
         if path.exists() && StdUnixStream::connect(path).is_err() {
             fs::remove_file(path)?;
         }
-        let mut listener = UnixListener::bind(path)?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+        // Created 0600 rather than chmod-ed after bind: no moment where others may connect.
+        // SAFETY: umask only swaps the process's file creation mask.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above, restoring the previous mask.
+        unsafe { libc::umask(old) };
+        let mut listener = bound?;
         registry.register(&mut listener, token, Interest::READABLE)?;
         Ok(Server {
             listener,
@@ -251,6 +313,18 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    match peer_uid(&stream) {
+                        // SAFETY: geteuid has no preconditions.
+                        Ok(uid) if uid_allowed(uid, unsafe { libc::geteuid() }) => {}
+                        Ok(uid) => {
+                            warn!("control socket: refusing a client of uid {uid}");
+                            continue;
+                        }
+                        Err(e) => {
+                            debug!("control socket: reading the client's credentials: {e}");
+                            continue;
+                        }
+                    }
                     let Some(token) = (self.token.0 + 1..self.token.0 + Self::TOKENS)
                         .map(Token)
                         .find(|t| !self.conns.contains_key(t))
@@ -318,6 +392,7 @@ fn flush(conn: &mut Conn) -> bool {
 mod tests {
     use super::*;
     use mio::{Events, Poll};
+    use std::os::unix::fs::PermissionsExt;
     use std::time::Instant;
 
     #[test]
@@ -335,6 +410,19 @@ mod tests {
     }
 
     #[test]
+    fn only_root_and_our_own_user_may_ask() {
+        assert!(uid_allowed(0, 0));
+        assert!(uid_allowed(0, 1000));
+        assert!(uid_allowed(1000, 1000));
+        assert!(!uid_allowed(1001, 1000));
+        assert!(!uid_allowed(65534, 0));
+        let (a, _b) = StdUnixStream::pair().unwrap();
+        let a = UnixStream::from_std(a);
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(peer_uid(&a).unwrap(), unsafe { libc::geteuid() });
+    }
+
+    #[test]
     fn status_json_round_trips_and_renders() {
         let m = MemberStatus {
             name: "node2".into(),
@@ -346,11 +434,15 @@ mod tests {
             rx_bytes: 10,
             tx_bytes: 20,
         };
+        let evil = MemberStatus {
+            name: "evil\n\u{1b}[2Jnode9".into(),
+            ..m.clone()
+        };
         let s = Status {
             version: STATUS_VERSION,
             interface: "wgoverlay".into(),
             node: m.clone(),
-            members: vec![m],
+            members: vec![m, evil],
         };
         let json = miniserde::json::to_string(&s);
         assert!(json.starts_with(r#"{"version":1,"#), "{json}");
@@ -360,6 +452,9 @@ mod tests {
             table.contains("node2") && table.contains("3s ago"),
             "{table}"
         );
+        assert!(table.contains("evil\\n\\u{1b}[2Jnode9"), "{table}");
+        assert_eq!(table.lines().count(), 4, "one line per member: {table}");
+        assert!(!table.contains('\u{1b}'));
     }
 
     /// A real socket: the server answers a blocking client from a poll loop on another thread.

@@ -175,11 +175,12 @@ pub enum Value {
     Slice(i64, Vec<Value>),
 }
 
+/// Reads a stream one message at a time: reads stop at the end of the current message.
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
-    /// Offset of `buf` in the whole stream, for error messages.
-    base: usize,
+    /// End of the current message.
+    end: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -187,24 +188,34 @@ impl<'a> Reader<'a> {
         Reader {
             buf,
             pos: 0,
-            base: 0,
+            end: buf.len(),
         }
     }
 
-    fn offset(&self) -> usize {
-        self.base + self.pos
+    fn remaining(&self) -> usize {
+        self.end - self.pos
     }
 
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+    /// Moves on to the next message, once the current one is used up.
+    fn next_message(&mut self) -> Result<(), GobError> {
+        self.end = self.buf.len();
+        if self.pos == self.end {
+            return self.fail("the stream ends before its value");
+        }
+        let len = self.uint()?;
+        if len > self.remaining() as u64 {
+            return self.fail(&format!("message of {len} bytes runs past the end"));
+        }
+        self.end = self.pos + len as usize;
+        Ok(())
     }
 
     fn fail<T>(&self, what: &str) -> Result<T, GobError> {
-        err(format!("{what} at byte {}", self.offset()))
+        err(format!("{what} at byte {}", self.pos))
     }
 
     fn byte(&mut self) -> Result<u8, GobError> {
-        let Some(&b) = self.buf.get(self.pos) else {
+        let Some(&b) = self.buf[..self.end].get(self.pos) else {
             return self.fail("truncated");
         };
         self.pos += 1;
@@ -443,15 +454,23 @@ impl<'a> Reader<'a> {
     }
 
     /// An interface value, dropped as Go drops one it has no destination for: the concrete
-    /// type's name (empty for nil), the type sequence (definitions, each followed by a count
-    /// to skip, then the type id), then the value as a counted run of bytes.
+    /// type's name (empty for nil), the type sequence, then the value as a counted run of bytes.
+    /// In the type sequence, a type Go had not sent before is defined inline: Go ends the
+    /// message after the definition and goes on in the next one, or (in an interface nested in
+    /// an interface) a count follows it, which is skipped.
     fn interface(&mut self, types: &mut Types) -> Result<Value, GobError> {
         let name = self.count()?;
         if name == 0 {
             return Ok(Value::Dropped);
         }
         self.take(name)?;
-        while self.type_id_or_def(types)?.is_none() {
+        loop {
+            if self.remaining() == 0 {
+                self.next_message()?;
+            }
+            if self.type_id_or_def(types)?.is_some() {
+                break;
+            }
             if self.remaining() > 0 {
                 self.uint()?;
             }
@@ -463,36 +482,28 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads the type definition messages up to the first value message and decodes that value,
-/// which must be a struct. Bytes after that message are not read.
+/// which must be a struct. Bytes after the value are not read.
 pub fn decode_struct(bytes: &[u8]) -> Result<(Value, Types), GobError> {
-    let mut stream = Reader::new(bytes);
+    let mut r = Reader::new(bytes);
+    r.end = 0;
     let mut types = Types(Vec::new());
     loop {
-        if stream.remaining() == 0 {
-            return err("no value after the type definitions");
-        }
-        let len = stream.uint()?;
-        let mut msg = Reader {
-            base: stream.offset(),
-            buf: stream.take(len)?,
-            pos: 0,
-        };
-        let id = msg.type_id_or_def(&mut types)?;
-        if let Some(id) = id {
+        r.next_message()?;
+        if let Some(id) = r.type_id_or_def(&mut types)? {
             if !matches!(types.get(id), Some(WireType::Struct(_))) {
-                return msg.fail(&format!("value of type id {id} is not a defined struct"));
+                return r.fail(&format!("value of type id {id} is not a defined struct"));
             }
-            let value = msg.value(&mut types, id, 0)?;
-            if msg.remaining() != 0 {
-                return msg.fail(&format!(
+            let value = r.value(&mut types, id, 0)?;
+            if r.remaining() != 0 {
+                return r.fail(&format!(
                     "{} unexpected bytes after the value",
-                    msg.remaining()
+                    r.remaining()
                 ));
             }
             return Ok((value, types));
         }
-        if msg.remaining() != 0 {
-            return msg.fail("unexpected bytes after a type definition");
+        if r.remaining() != 0 {
+            return r.fail("unexpected bytes after a type definition");
         }
     }
 }
@@ -629,6 +640,28 @@ mod tests {
     }
 
     #[test]
+    fn interface_type_defined_inline_continues_in_the_next_message() {
+        // What Go sends for an interface holding a type not sent before: the value message
+        // ends after the definition, and the value goes on in the next message.
+        let def = struct_type_def(65, "T", &[("I", T_INTERFACE), ("S", T_STRING)]);
+        let mut first = vec![0xff, 0x82, 1, 1, b'X'];
+        first.extend_from_slice(&type_def_head(WT_TEXT_MARSHALER, 90, "X"));
+        first.extend_from_slice(&[0, 0]);
+        let second = [0xff, 0xb4, 2, 1, b'x', 1, 1, b's', 0];
+        let mut out = Vec::new();
+        for m in [&def[..], &first, &second] {
+            put_message(&mut out, m);
+        }
+        let fields = decode(&out).unwrap();
+        assert!(
+            matches!(&fields[..], [(_, Value::Dropped), (s, Value::Str(v))] if s == "S" && v == b"s")
+        );
+        // Cut before the second message: an error, not a read past the end.
+        let e = decode(&out[..out.len() - second.len() - 1]).unwrap_err();
+        assert!(e.contains("the stream ends before its value"), "{e}");
+    }
+
+    #[test]
     fn self_referencing_type_hits_the_depth_limit() {
         // type 65 struct {Next []T65 (id 66)}, type 66 = []65; value nests 40 levels.
         let defs = [
@@ -648,7 +681,7 @@ mod tests {
         let mut trailing = Vec::new();
         put_message(&mut trailing, &[def.as_slice(), &[0]].concat());
         let cases: [(Vec<u8>, &str); 6] = [
-            (vec![], "no value"),
+            (vec![], "ends before its value"),
             (stream(&[], 65, &[0]), "not a defined struct"),
             (trailing, "unexpected bytes after a type definition"),
             (

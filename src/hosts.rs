@@ -10,10 +10,13 @@
 //! does: they may belong to a v0.2 instance still running, and since v0.2 derived the same
 //! addresses they do not contradict ours. Remove them by hand after an upgrade.
 //!
-//! Names come from the network: a name that could break the file's syntax (whitespace, `#`,
-//! control characters) is never written.
+//! Names come from the network: only valid hostnames are written (letters, digits, `-`, `_`,
+//! dot-separated labels of 1..63), and never one that would shadow a line we do not manage:
+//! `localhost` (and `*.localhost`), or any name another line of the file already gives (the
+//! other lines of wesher instances aside: the same member in two clusters is no takeover).
 
 use crate::fsutil::{self, Attrs, FsError};
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -43,11 +46,55 @@ pub fn is_writable_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
 }
 
+/// Whether `name` is a hostname (RFC 1123 labels, `_` tolerated as resolvers do), which is what
+/// a member must be called to get a hosts line.
+pub fn is_hostname(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Names that resolve through lines we do not manage, lowercased: `localhost` and the names of
+/// every line that is neither ours nor another wesher instance's.
+fn foreign_names(existing: &[u8]) -> HashSet<String> {
+    let mut names: HashSet<String> = HashSet::from(["localhost".to_string()]);
+    let any_banner = b"# ! managed automatically by wesher interface ";
+    for line in existing.split(|&b| b == b'\n') {
+        if line.windows(any_banner.len()).any(|w| w == any_banner)
+            || line
+                .windows(V02_BANNER.len())
+                .any(|w| w == V02_BANNER.as_bytes())
+        {
+            continue;
+        }
+        let data = line.split(|&b| b == b'#').next().unwrap_or_default();
+        let text = String::from_utf8_lossy(data);
+        names.extend(
+            text.split_ascii_whitespace()
+                .skip(1)
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    names
+}
+
+/// Whether a member called `name` may get a line next to `foreign` names.
+fn may_write(name: &str, foreign: &HashSet<String>) -> bool {
+    let lower = name.to_ascii_lowercase();
+    is_hostname(name) && !lower.ends_with(".localhost") && !foreign.contains(&lower)
+}
+
 /// What `update` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub write: Write,
-    /// Names that were not written because `is_writable_name` refused them.
+    /// Names that were not written: not hostnames, or shadowing a line we do not manage.
     pub skipped: Vec<String>,
 }
 
@@ -101,8 +148,9 @@ pub fn render(existing: &[u8], iface: &str, entries: &[HostEntry]) -> (Vec<u8>, 
     let banner = banner(iface);
     let mut ours: Vec<&HostEntry> = Vec::new();
     let mut skipped = Vec::new();
+    let foreign = foreign_names(existing);
     for e in entries {
-        if is_writable_name(&e.name) {
+        if may_write(&e.name, &foreign) {
             ours.push(e);
         } else {
             skipped.push(e.name.clone());
@@ -299,6 +347,44 @@ mod tests {
             format!("1.2.3.4\tx\t{b1} \t").as_bytes(),
             b1.as_bytes()
         ));
+    }
+
+    #[test]
+    fn only_hostnames_that_shadow_nothing_are_written() {
+        let existing = "127.0.0.1\tlocalhost\n192.168.1.1 router Gateway.lan # the router\n\
+             10.1.0.9\tnode3\t# ! managed automatically by wesher interface wg9\n";
+        // Each name, and whether it gets a line.
+        let names = [
+            ("localhost", false),
+            ("LOCALHOST", false),
+            ("a.localhost", false),
+            ("router", false),
+            ("gateway.LAN", false),
+            ("-dash", false),
+            ("dot..dot", false),
+            ("x_y", true),
+            ("node3", true),
+            ("node4.example", true),
+        ];
+        let entries: Vec<HostEntry> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| entry(n, &format!("10.0.0.{i}")))
+            .collect();
+        let (out, skipped) = render(existing.as_bytes(), "wg0", &entries);
+        let refused: Vec<&str> = names.iter().filter(|n| !n.1).map(|n| n.0).collect();
+        assert_eq!(skipped, refused);
+        let out = String::from_utf8(out).unwrap();
+        let b0 = banner("wg0");
+        assert_eq!(
+            out,
+            format!(
+                "{existing}10.0.0.8\tnode3\t{b0}\n10.0.0.9\tnode4.example\t{b0}\n\
+                 10.0.0.7\tx_y\t{b0}\n"
+            )
+        );
+        assert!(!is_hostname(&"a".repeat(64)));
+        assert!(is_hostname(&format!("{}.b", "a".repeat(63))));
     }
 
     #[test]

@@ -11,8 +11,9 @@
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
 
-/// neli logs every netlink message it cannot parse at debug and below: noise from the kernel,
-/// not ours, so below warn it is silenced whatever the level.
+/// neli logs every netlink message it cannot parse at debug and below, and every buffer it
+/// sends or receives at trace: noise from the kernel, and the WireGuard private key (SET_DEVICE),
+/// so below warn it is silenced whatever the level (its warnings carry no buffers).
 const QUIET_TARGET: &str = "neli";
 
 struct Logger {

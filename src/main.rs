@@ -8,6 +8,9 @@ use wesher::control::{self, Request, Status};
 use wesher::logging;
 
 fn main() -> ExitCode {
+    // No core dumps and no ptrace by other users' processes: memory holds the keys.
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let command = match config::parse_process() {
         Ok(c) => c,
         Err(e) => return fatal(&e),
@@ -50,6 +53,10 @@ fn main() -> ExitCode {
             action,
             key,
         } => {
+            let key = match key.map_or_else(read_key, Ok) {
+                Ok(k) => k,
+                Err(e) => return fatal(&e),
+            };
             let request = match action {
                 KeyAction::Install => Request::KeyInstall(key),
                 KeyAction::Use => Request::KeyUse(key),
@@ -76,6 +83,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The key of `wesher key ACTION` without KEY: the first line of standard input.
+fn read_key() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the key from standard input: {e}"))?;
+    let key = line.trim().to_string();
+    wesher::base64::decode_key(&key).map_err(|e| format!("key from standard input: {e}"))?;
+    Ok(key)
 }
 
 fn fatal(err: &dyn std::fmt::Display) -> ExitCode {

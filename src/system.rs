@@ -16,7 +16,7 @@ pub struct System {
     wg: Option<Backend>,
     /// The link's index as last seen (it changes when the link is created again).
     index: Option<u32>,
-    private_key: Key,
+    private_key: zeroize::Zeroizing<Key>,
     /// A userspace daemon made the link: when it is gone, the daemon (restarted by its service
     /// manager) makes it again; we cannot.
     userspace: bool,
@@ -43,7 +43,7 @@ impl System {
             rtnl,
             wg: Some(wg),
             index: Some(index),
-            private_key,
+            private_key: zeroize::Zeroizing::new(private_key),
             endpoints: BTreeMap::new(),
             conflicts: BTreeSet::new(),
             waiting_logged: false,
@@ -161,7 +161,7 @@ impl System {
             }
             Change::SetDevice => {
                 let config = DeviceConfig {
-                    private_key: self.private_key,
+                    private_key: *self.private_key,
                     listen_port: desired.listen_port,
                 };
                 self.wg()?.set_device(&config)?;

@@ -13,20 +13,27 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 
 use crate::membership::io::{Input, StreamId, Transmit};
+use crate::membership::noise::{suppressed, Noise};
 use crate::membership::Membership;
 
 /// Largest datagram we can receive; memberlist's own are at most 1400 bytes but a peer's MTU
 /// choice is not ours to police here.
 const DATAGRAM_BUF: usize = 64 * 1024;
-/// Incoming streams beyond this are closed right after accept.
-const MAX_INCOMING_STREAMS: usize = 128;
+/// Incoming streams beyond this are closed right after accept: the core's 64 pending strangers
+/// (it evicts among those itself) plus memberlist's 128 push-pulls (maxPushPullRequests), which
+/// here are the streams whose frame decrypted and whose reply is still being written.
+const MAX_INCOMING_STREAMS: usize = 64 + 128;
 /// Bytes queued for one stream; above the core's 20 MiB push-pull cap plus framing. A core that
 /// queues more has a bug or a peer that never reads: the stream is closed.
 const MAX_STREAM_QUEUE: usize = 24 * 1024 * 1024;
-/// Bytes read from one socket per readiness event. Reading stops there and the socket is
+/// Bytes read from the UDP socket per readiness event. Reading stops there and the socket is
 /// re-armed, so a flooding peer cannot make one event allocate without bound. Tiny under test,
 /// so that every loopback test goes through the re-arming.
 const READ_BUDGET: usize = if cfg!(test) { 4096 } else { 1024 * 1024 };
+/// The same for one stream: one read. Every ready stream of a poll (up to its 64 events) is
+/// copied into the input queue before the core sees any of it, so this bounds that queue to
+/// 4 MiB however many strangers stream at once.
+const STREAM_READ_BUDGET: usize = if cfg!(test) { 4096 } else { DATAGRAM_BUF };
 /// How often binding to port 0 retries when the TCP port it got is taken for UDP.
 const BIND_ATTEMPTS: usize = 10;
 
@@ -84,6 +91,7 @@ pub struct Transport {
     pending: Vec<Input>,
     buf: Vec<u8>,
     stats: TransportStats,
+    refused_noise: Noise,
 }
 
 impl Transport {
@@ -108,6 +116,7 @@ impl Transport {
             pending: Vec::new(),
             buf: vec![0; DATAGRAM_BUF],
             stats: TransportStats::default(),
+            refused_noise: Noise::default(),
         };
         transport
             .registry
@@ -273,7 +282,12 @@ impl Transport {
                 Ok((mut socket, from)) => {
                     if self.incoming >= MAX_INCOMING_STREAMS {
                         self.stats.streams_rejected += 1;
-                        log::debug!("transport: too many incoming streams, refusing {from}");
+                        if let Some(n) = self.refused_noise.allow(Instant::now()) {
+                            log::debug!(
+                                "transport: too many incoming streams, refusing {from}{}",
+                                suppressed(n)
+                            );
+                        }
                         continue;
                     }
                     let token = self.alloc_token();
@@ -318,7 +332,7 @@ impl Transport {
             return;
         };
         let id = stream.id;
-        let mut budget = READ_BUDGET;
+        let mut budget = STREAM_READ_BUDGET;
         let outcome = stream.advance(&mut self.buf, &mut budget, out);
         match outcome {
             Outcome::Open => {

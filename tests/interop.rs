@@ -72,10 +72,25 @@ fn meta(overlay: [u8; 4], pubkey: &str) -> NodeMeta {
     NodeMeta::new(IpAddr::from(overlay), pubkey.to_string())
 }
 
-/// Builds the Go peer once per test process. None (after printing why) when it cannot be built
-/// on this machine; a panic under CI, where it must.
-fn gopeer() -> Option<PathBuf> {
-    common::gopeer::build()
+/// The Go peer built with each Go toolchain (common::gopeer::builds); empty when there is none.
+fn gopeers() -> &'static [(String, PathBuf)] {
+    common::gopeer::builds()
+}
+
+/// Each Go peer build in turn, for a test with one Go peer; says which on stderr, so that a
+/// failure names its Go release.
+fn each_gopeer() -> impl Iterator<Item = &'static Path> {
+    gopeers().iter().map(|(version, bin)| {
+        eprintln!("with the Go peer built by {version}");
+        bin.as_path()
+    })
+}
+
+/// The build for the `i`th Go peer of a cluster (gopeers() must not be empty): the builds
+/// alternate, so that a cluster with several Go peers mixes Go releases.
+fn gopeer_for(i: usize) -> &'static Path {
+    let peers = gopeers();
+    &peers[i % peers.len()].1
 }
 
 enum GoLine {
@@ -506,338 +521,352 @@ fn go_and_rust(
 
 #[test]
 fn rust_joins_go_and_both_see_each_other_with_metadata() {
-    let Some(bin) = gopeer() else { return };
-    let go_meta = meta([10, 7, 0, 1], &pubkey(1));
-    let rust_meta = meta([10, 7, 0, 2], &pubkey(2));
-    let mut go = GoPeer::start(&bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
-    let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
-    rust.join(go.addr);
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "join both ways",
-        |r, g| r[0].joined("go-1") && g[0].event("join", "rust-1").is_some(),
-    );
-    assert_eq!(rust.join_result(), Some(&Ok(1)), "push-pull with Go");
-    assert!(
-        rust.saw_meta("go-1", false, &go_meta),
-        "our view of Go's gob"
-    );
-    assert!(
-        go.saw_meta("join", "rust-1", &rust_meta),
-        "Go's view of our gob"
-    );
-    let port = go.event("join", "rust-1").and_then(|o| number(o, "port"));
-    assert_eq!(port, Some(u64::from(rust.addr().port())));
-    let member = rust
-        .membership
-        .member("go-1")
-        .expect("Go in our member list");
-    assert_eq!(member.addr, go.addr);
-    assert_eq!(member.state, MemberState::Alive);
+    for bin in each_gopeer() {
+        let go_meta = meta([10, 7, 0, 1], &pubkey(1));
+        let rust_meta = meta([10, 7, 0, 2], &pubkey(2));
+        let mut go = GoPeer::start(bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
+        let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
+        rust.join(go.addr);
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "join both ways",
+            |r, g| r[0].joined("go-1") && g[0].event("join", "rust-1").is_some(),
+        );
+        assert_eq!(rust.join_result(), Some(&Ok(1)), "push-pull with Go");
+        assert!(
+            rust.saw_meta("go-1", false, &go_meta),
+            "our view of Go's gob"
+        );
+        assert!(
+            go.saw_meta("join", "rust-1", &rust_meta),
+            "Go's view of our gob"
+        );
+        let port = go.event("join", "rust-1").and_then(|o| number(o, "port"));
+        assert_eq!(port, Some(u64::from(rust.addr().port())));
+        let member = rust
+            .membership
+            .member("go-1")
+            .expect("Go in our member list");
+        assert_eq!(member.addr, go.addr);
+        assert_eq!(member.state, MemberState::Alive);
 
-    go.command("members");
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "Go's member list",
-        |_, g| g[0].result("members").is_some(),
-    );
-    let listed = go.result("members").and_then(|o| match o.get("members") {
-        Some(Value::Array(list)) => Some(list),
-        _ => None,
-    });
-    let names: Vec<&str> = listed
-        .into_iter()
-        .flatten()
-        .filter_map(|v| match v {
-            Value::Object(o) => text(o, "name"),
+        go.command("members");
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "Go's member list",
+            |_, g| g[0].result("members").is_some(),
+        );
+        let listed = go.result("members").and_then(|o| match o.get("members") {
+            Some(Value::Array(list)) => Some(list),
             _ => None,
-        })
-        .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(
-        names.contains(&"go-1") && names.contains(&"rust-1"),
-        "{names:?}"
-    );
+        });
+        let names: Vec<&str> = listed
+            .into_iter()
+            .flatten()
+            .filter_map(|v| match v {
+                Value::Object(o) => text(o, "name"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names.contains(&"go-1") && names.contains(&"rust-1"),
+            "{names:?}"
+        );
+    }
 }
 
 #[test]
 fn go_joins_rust_and_both_see_each_other_with_metadata() {
-    let Some(bin) = gopeer() else { return };
-    let go_meta = meta([10, 7, 1, 1], &pubkey(3));
-    let rust_meta = meta([10, 7, 1, 2], &pubkey(4));
-    let mut go = GoPeer::start(&bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
-    let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
-    go.command(&format!("join {}", rust.addr()));
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "join both ways",
-        |r, g| {
-            r[0].joined("go-1")
-                && g[0].event("join", "rust-1").is_some()
-                && g[0].result("join_result").is_some()
-        },
-    );
-    let result = go.result("join_result").expect("join result");
-    assert_eq!(text(result, "error"), Some(""));
-    assert_eq!(number(result, "joined"), Some(1));
-    assert!(rust.saw_meta("go-1", false, &go_meta));
-    assert!(go.saw_meta("join", "rust-1", &rust_meta));
+    for bin in each_gopeer() {
+        let go_meta = meta([10, 7, 1, 1], &pubkey(3));
+        let rust_meta = meta([10, 7, 1, 2], &pubkey(4));
+        let mut go = GoPeer::start(bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
+        let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
+        go.command(&format!("join {}", rust.addr()));
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "join both ways",
+            |r, g| {
+                r[0].joined("go-1")
+                    && g[0].event("join", "rust-1").is_some()
+                    && g[0].result("join_result").is_some()
+            },
+        );
+        let result = go.result("join_result").expect("join result");
+        assert_eq!(text(result, "error"), Some(""));
+        assert_eq!(number(result, "joined"), Some(1));
+        assert!(rust.saw_meta("go-1", false, &go_meta));
+        assert!(go.saw_meta("join", "rust-1", &rust_meta));
+    }
 }
 
 #[test]
 fn metadata_updates_cross_both_ways() {
-    let Some(bin) = gopeer() else { return };
-    let go_meta = meta([10, 7, 2, 1], &pubkey(5));
-    let rust_meta = meta([10, 7, 2, 2], &pubkey(6));
-    let mut go = GoPeer::start(&bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
-    let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
-        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
-    });
+    for bin in each_gopeer() {
+        let go_meta = meta([10, 7, 2, 1], &pubkey(5));
+        let rust_meta = meta([10, 7, 2, 2], &pubkey(6));
+        let mut go = GoPeer::start(bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
+        let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+            r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+        });
 
-    let rust_new = meta([10, 7, 2, 22], &pubkey(7));
-    rust.set_meta(&rust_new);
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "our update at Go",
-        |_, g| g[0].saw_meta("update", "rust-1", &rust_new),
-    );
+        let rust_new = meta([10, 7, 2, 22], &pubkey(7));
+        rust.set_meta(&rust_new);
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "our update at Go",
+            |_, g| g[0].saw_meta("update", "rust-1", &rust_new),
+        );
 
-    let go_new = meta([10, 7, 2, 11], &pubkey(8));
-    go.command(&format!("meta {} {}", go_new.overlay_addr, go_new.pub_key));
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "Go's update at ours",
-        |r, _| r[0].saw_meta("go-1", true, &go_new),
-    );
-    let member = rust
-        .membership
-        .member("go-1")
-        .expect("Go in our member list");
-    assert_eq!(NodeMeta::decode(&member.meta).map(|(m, _)| m), Ok(go_new));
+        let go_new = meta([10, 7, 2, 11], &pubkey(8));
+        go.command(&format!("meta {} {}", go_new.overlay_addr, go_new.pub_key));
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "Go's update at ours",
+            |r, _| r[0].saw_meta("go-1", true, &go_new),
+        );
+        let member = rust
+            .membership
+            .member("go-1")
+            .expect("Go in our member list");
+        assert_eq!(NodeMeta::decode(&member.meta).map(|(m, _)| m), Ok(go_new));
+    }
 }
 
 #[test]
 fn graceful_leave_of_rust_is_seen_by_go() {
-    let Some(bin) = gopeer() else { return };
-    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 3, 9);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
-        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
-    });
-    rust.leave();
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "our leave at Go",
-        |r, g| r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some(),
-    );
-    assert!(!go.failed("rust-1"), "a leave is not a failure");
+    for bin in each_gopeer() {
+        let (mut go, mut rust) = go_and_rust(bin, KEY, Profile::Fast, 3, 9);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+            r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+        });
+        rust.leave();
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "our leave at Go",
+            |r, g| r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some(),
+        );
+        assert!(!go.failed("rust-1"), "a leave is not a failure");
+    }
 }
 
 #[test]
 fn graceful_leave_of_go_is_seen_by_rust() {
-    let Some(bin) = gopeer() else { return };
-    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 4, 11);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
-        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
-    });
-    go.command("leave");
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "Go's leave at ours",
-        |r, g| r[0].left("go-1", MemberState::Left) && g[0].result("left").is_some(),
-    );
+    for bin in each_gopeer() {
+        let (mut go, mut rust) = go_and_rust(bin, KEY, Profile::Fast, 4, 11);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+            r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+        });
+        go.command("leave");
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "Go's leave at ours",
+            |r, g| r[0].left("go-1", MemberState::Left) && g[0].result("left").is_some(),
+        );
+    }
 }
 
 #[test]
 fn crashed_go_peer_is_declared_dead_and_rejoins_after_restart() {
-    let Some(bin) = gopeer() else { return };
-    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 5, 13);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
-        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
-    });
-    go.kill();
-    run_until(&mut [&mut rust], &mut [], "the crash detected", |r, _| {
-        r[0].left("go-1", MemberState::Dead)
-    });
-    assert!(
-        !rust.left("go-1", MemberState::Left),
-        "a crash is not a leave"
-    );
+    for bin in each_gopeer() {
+        let (mut go, mut rust) = go_and_rust(bin, KEY, Profile::Fast, 5, 13);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+            r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+        });
+        go.kill();
+        run_until(&mut [&mut rust], &mut [], "the crash detected", |r, _| {
+            r[0].left("go-1", MemberState::Dead)
+        });
+        assert!(
+            !rust.left("go-1", MemberState::Left),
+            "a crash is not a leave"
+        );
 
-    // Restarted on the same port (wesher after kill -9): it refutes the death we tell it about.
-    let addr = go.addr;
-    drop(go);
-    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, None, addr);
-    go.command(&format!("join {}", rust.addr()));
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "the restarted peer",
-        |r, _| {
-            r[0].seen
-                .iter()
-                .filter(|e| matches!(e, Event::Join(m) if m.name == "go-1"))
-                .count()
-                == 2
-        },
-    );
-    let member = rust
-        .membership
-        .member("go-1")
-        .expect("Go in our member list");
-    assert_eq!(member.state, MemberState::Alive);
-    assert!(
-        member.incarnation > 1,
-        "came back by refuting, not as incarnation 1"
-    );
+        // Restarted on the same port (wesher after kill -9): it refutes the death we tell it about.
+        let addr = go.addr;
+        drop(go);
+        let mut go = GoPeer::start_on(bin, "go-1", &KEY, Profile::Fast, None, addr);
+        go.command(&format!("join {}", rust.addr()));
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "the restarted peer",
+            |r, _| {
+                r[0].seen
+                    .iter()
+                    .filter(|e| matches!(e, Event::Join(m) if m.name == "go-1"))
+                    .count()
+                    == 2
+            },
+        );
+        let member = rust
+            .membership
+            .member("go-1")
+            .expect("Go in our member list");
+        assert_eq!(member.state, MemberState::Alive);
+        assert!(
+            member.incarnation > 1,
+            "came back by refuting, not as incarnation 1"
+        );
+    }
 }
 
 #[test]
 fn silent_rust_node_is_declared_dead_by_go_and_rejoins_after_restart() {
-    let Some(bin) = gopeer() else { return };
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 6, 1], &pubkey(15))),
-    );
-    let rust_meta = meta([10, 7, 6, 2], &pubkey(16));
-    let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
-        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
-    });
-    // Gone without a word: the sockets close, nothing is announced.
-    let addr = rust.addr();
-    drop(rust);
-    run_until(&mut [], &mut [&mut go], "our silence detected", |_, g| {
-        g[0].event("leave", "rust-1").is_some()
-    });
-    assert!(go.failed("rust-1"), "declared failed, not left");
+    for bin in each_gopeer() {
+        let mut go = GoPeer::start(
+            bin,
+            "go-1",
+            &KEY,
+            Profile::Fast,
+            Some(&meta([10, 7, 6, 1], &pubkey(15))),
+        );
+        let rust_meta = meta([10, 7, 6, 2], &pubkey(16));
+        let mut rust = RustNode::start("rust-1", KEY, Profile::Fast, &rust_meta);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+            r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+        });
+        // Gone without a word: the sockets close, nothing is announced.
+        let addr = rust.addr();
+        drop(rust);
+        run_until(&mut [], &mut [&mut go], "our silence detected", |_, g| {
+            g[0].event("leave", "rust-1").is_some()
+        });
+        assert!(go.failed("rust-1"), "declared failed, not left");
 
-    // Restarted on the same port: we refute the death Go tells us about and are back.
-    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, addr);
-    rust.join(go.addr);
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "our restart at Go",
-        |r, g| r[0].joined("go-1") && g[0].events("join", "rust-1").count() == 2,
-    );
-    assert!(rust.membership.local().incarnation > 1, "refuted the death");
+        // Restarted on the same port: we refute the death Go tells us about and are back.
+        let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, addr);
+        rust.join(go.addr);
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "our restart at Go",
+            |r, g| r[0].joined("go-1") && g[0].events("join", "rust-1").count() == 2,
+        );
+        assert!(rust.membership.local().incarnation > 1, "refuted the death");
+    }
 }
 
 #[test]
 fn rust_node_with_wrong_key_is_not_admitted() {
-    let Some(bin) = gopeer() else { return };
-    let (mut go, mut rust) = go_and_rust(&bin, WRONG_KEY, Profile::Fast, 7, 17);
-    rust.join(go.addr);
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "our join result",
-        |r, g| {
-            r[0].join_result().is_some()
-                && g[0]
-                    .log
-                    .iter()
-                    .any(|l| l.contains("No installed keys could decrypt"))
-        },
-    );
-    assert!(matches!(rust.join_result(), Some(Err(_))));
-    // Our probes and gossip, if any, must not get us in either.
-    run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(2));
-    assert!(
-        go.event("join", "rust-1").is_none(),
-        "Go admitted a node with the wrong key"
-    );
-    assert!(!rust.joined("go-1"));
+    for bin in each_gopeer() {
+        let (mut go, mut rust) = go_and_rust(bin, WRONG_KEY, Profile::Fast, 7, 17);
+        rust.join(go.addr);
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "our join result",
+            |r, g| {
+                r[0].join_result().is_some()
+                    && g[0]
+                        .log
+                        .iter()
+                        .any(|l| l.contains("No installed keys could decrypt"))
+            },
+        );
+        assert!(matches!(rust.join_result(), Some(Err(_))));
+        // Our probes and gossip, if any, must not get us in either.
+        run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(2));
+        assert!(
+            go.event("join", "rust-1").is_none(),
+            "Go admitted a node with the wrong key"
+        );
+        assert!(!rust.joined("go-1"));
+    }
 }
 
 #[test]
 fn go_peer_with_wrong_key_cannot_join_rust() {
-    let Some(bin) = gopeer() else { return };
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &WRONG_KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 8, 1], &pubkey(19))),
-    );
-    let mut rust = RustNode::start(
-        "rust-1",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 8, 2], &pubkey(20)),
-    );
-    go.command(&format!("join {}", rust.addr()));
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "Go's join result",
-        |_, g| g[0].result("join_result").is_some(),
-    );
-    let result = go.result("join_result").expect("join result");
-    assert_eq!(number(result, "joined"), Some(0));
-    assert_ne!(text(result, "error"), Some(""));
-    run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(2));
-    assert!(
-        !rust.joined("go-1"),
-        "we admitted a node with the wrong key"
-    );
-    assert!(go.event("join", "rust-1").is_none());
-    assert!(
-        rust.membership.stats().drops.values().sum::<u64>() > 0,
-        "the bad frame was counted"
-    );
+    for bin in each_gopeer() {
+        let mut go = GoPeer::start(
+            bin,
+            "go-1",
+            &WRONG_KEY,
+            Profile::Fast,
+            Some(&meta([10, 7, 8, 1], &pubkey(19))),
+        );
+        let mut rust = RustNode::start(
+            "rust-1",
+            KEY,
+            Profile::Fast,
+            &meta([10, 7, 8, 2], &pubkey(20)),
+        );
+        go.command(&format!("join {}", rust.addr()));
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "Go's join result",
+            |_, g| g[0].result("join_result").is_some(),
+        );
+        let result = go.result("join_result").expect("join result");
+        assert_eq!(number(result, "joined"), Some(0));
+        assert_ne!(text(result, "error"), Some(""));
+        run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(2));
+        assert!(
+            !rust.joined("go-1"),
+            "we admitted a node with the wrong key"
+        );
+        assert!(go.event("join", "rust-1").is_none());
+        assert!(
+            rust.membership.stats().drops.values().sum::<u64>() > 0,
+            "the bad frame was counted"
+        );
+    }
 }
 
 #[test]
 fn rust_nodes_find_each_other_through_go() {
-    let Some(bin) = gopeer() else { return };
-    let a_meta = meta([10, 7, 9, 2], &pubkey(22));
-    let b_meta = meta([10, 7, 9, 3], &pubkey(23));
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 9, 1], &pubkey(21))),
-    );
-    let mut a = RustNode::start("rust-a", KEY, Profile::Fast, &a_meta);
-    let mut b = RustNode::start("rust-b", KEY, Profile::Fast, &b_meta);
-    a.join(go.addr);
-    run_until(&mut [&mut a, &mut b], &mut [&mut go], "a joined", |r, _| {
-        r[0].joined("go-1")
-    });
-    b.join(go.addr);
-    run_until(
-        &mut [&mut a, &mut b],
-        &mut [&mut go],
-        "a and b meet",
-        |r, g| {
-            r[0].joined("rust-b") && r[1].joined("rust-a") && g[0].event("join", "rust-b").is_some()
-        },
-    );
-    assert!(a.saw_meta("rust-b", false, &b_meta));
-    assert!(b.saw_meta("rust-a", false, &a_meta));
+    for bin in each_gopeer() {
+        let a_meta = meta([10, 7, 9, 2], &pubkey(22));
+        let b_meta = meta([10, 7, 9, 3], &pubkey(23));
+        let mut go = GoPeer::start(
+            bin,
+            "go-1",
+            &KEY,
+            Profile::Fast,
+            Some(&meta([10, 7, 9, 1], &pubkey(21))),
+        );
+        let mut a = RustNode::start("rust-a", KEY, Profile::Fast, &a_meta);
+        let mut b = RustNode::start("rust-b", KEY, Profile::Fast, &b_meta);
+        a.join(go.addr);
+        run_until(&mut [&mut a, &mut b], &mut [&mut go], "a joined", |r, _| {
+            r[0].joined("go-1")
+        });
+        b.join(go.addr);
+        run_until(
+            &mut [&mut a, &mut b],
+            &mut [&mut go],
+            "a and b meet",
+            |r, g| {
+                r[0].joined("rust-b")
+                    && r[1].joined("rust-a")
+                    && g[0].event("join", "rust-b").is_some()
+            },
+        );
+        assert!(a.saw_meta("rust-b", false, &b_meta));
+        assert!(b.saw_meta("rust-a", false, &a_meta));
+    }
 }
 
 #[test]
 fn go_peers_find_each_other_through_rust() {
-    let Some(bin) = gopeer() else { return };
+    if gopeers().is_empty() {
+        return;
+    }
     let a_meta = meta([10, 7, 13, 2], &pubkey(34));
     let b_meta = meta([10, 7, 13, 3], &pubkey(35));
     let mut rust = RustNode::start(
@@ -846,8 +875,8 @@ fn go_peers_find_each_other_through_rust() {
         Profile::Fast,
         &meta([10, 7, 13, 1], &pubkey(33)),
     );
-    let mut a = GoPeer::start(&bin, "go-a", &KEY, Profile::Fast, Some(&a_meta));
-    let mut b = GoPeer::start(&bin, "go-b", &KEY, Profile::Fast, Some(&b_meta));
+    let mut a = GoPeer::start(gopeer_for(0), "go-a", &KEY, Profile::Fast, Some(&a_meta));
+    let mut b = GoPeer::start(gopeer_for(1), "go-b", &KEY, Profile::Fast, Some(&b_meta));
     a.command(&format!("join {}", rust.addr()));
     run_until(
         &mut [&mut rust],
@@ -869,16 +898,18 @@ fn go_peers_find_each_other_through_rust() {
 /// survivor, Go and Rust, declares it failed.
 #[test]
 fn mixed_cluster_converges_and_detects_a_crash() {
-    let Some(bin) = gopeer() else { return };
+    if gopeers().is_empty() {
+        return;
+    }
     let mut g1 = GoPeer::start(
-        &bin,
+        gopeer_for(0),
         "go-1",
         &KEY,
         Profile::Fast,
         Some(&meta([10, 7, 14, 1], &pubkey(36))),
     );
     let mut g2 = GoPeer::start(
-        &bin,
+        gopeer_for(1),
         "go-2",
         &KEY,
         Profile::Fast,
@@ -933,12 +964,22 @@ fn mixed_cluster_converges_and_detects_a_crash() {
 /// metadata.
 #[test]
 fn larger_mixed_cluster_converges() {
-    let Some(bin) = gopeer() else { return };
+    if gopeers().is_empty() {
+        return;
+    }
     let node_meta = |i: u8| meta([10, 7, 17, i], &pubkey(100 + i));
     let go_names = ["go-1", "go-2", "go-3"];
     let mut go: Vec<GoPeer> = (0u8..)
         .zip(go_names)
-        .map(|(i, name)| GoPeer::start(&bin, name, &KEY, Profile::Fast, Some(&node_meta(i))))
+        .map(|(i, name)| {
+            GoPeer::start(
+                gopeer_for(usize::from(i)),
+                name,
+                &KEY,
+                Profile::Fast,
+                Some(&node_meta(i)),
+            )
+        })
         .collect();
     let rust_names: Vec<String> = (0..10).map(|i| format!("rust-{i}")).collect();
     let mut rust: Vec<RustNode> = (3u8..)
@@ -995,123 +1036,127 @@ fn larger_mixed_cluster_converges() {
 /// keys), then remove the old one. The cluster stays whole, and afterwards only the new key gets in.
 #[test]
 fn key_rotation_across_go_and_rust() {
-    let Some(bin) = gopeer() else { return };
-    const NEW_KEY: [u8; 32] = *b"the rotated interop cluster key!";
-    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 15, 40);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
-        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
-    });
+    for bin in each_gopeer() {
+        const NEW_KEY: [u8; 32] = *b"the rotated interop cluster key!";
+        let (mut go, mut rust) = go_and_rust(bin, KEY, Profile::Fast, 15, 40);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+            r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+        });
 
-    let new_b64 = base64::encode(&NEW_KEY);
-    go.command_ok(&format!("add-key {new_b64}"), "key_result");
-    rust.membership.keyring_mut().install(NEW_KEY);
-    rust.membership
-        .keyring_mut()
-        .use_key(&NEW_KEY)
-        .expect("use the new key");
-    // We now encrypt with the new key, Go still with the old one: both directions must work.
-    let rust_meta = meta([10, 7, 15, 22], &pubkey(42));
-    rust.set_meta(&rust_meta);
-    let go_meta = meta([10, 7, 15, 11], &pubkey(43));
-    go.command(&format!(
-        "meta {} {}",
-        go_meta.overlay_addr, go_meta.pub_key
-    ));
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "updates under mixed primaries",
-        |r, g| {
-            r[0].saw_meta("go-1", true, &go_meta) && g[0].saw_meta("update", "rust-1", &rust_meta)
-        },
-    );
+        let new_b64 = base64::encode(&NEW_KEY);
+        go.command_ok(&format!("add-key {new_b64}"), "key_result");
+        rust.membership.keyring_mut().install(NEW_KEY);
+        rust.membership
+            .keyring_mut()
+            .use_key(&NEW_KEY)
+            .expect("use the new key");
+        // We now encrypt with the new key, Go still with the old one: both directions must work.
+        let rust_meta = meta([10, 7, 15, 22], &pubkey(42));
+        rust.set_meta(&rust_meta);
+        let go_meta = meta([10, 7, 15, 11], &pubkey(43));
+        go.command(&format!(
+            "meta {} {}",
+            go_meta.overlay_addr, go_meta.pub_key
+        ));
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "updates under mixed primaries",
+            |r, g| {
+                r[0].saw_meta("go-1", true, &go_meta)
+                    && g[0].saw_meta("update", "rust-1", &rust_meta)
+            },
+        );
 
-    go.command_ok(&format!("use-key {new_b64}"), "key_result");
-    go.command_ok(
-        &format!("remove-key {}", base64::encode(&KEY)),
-        "key_result",
-    );
-    rust.membership
-        .keyring_mut()
-        .remove(&KEY)
-        .expect("remove the old key");
-    // Long enough for several probe rounds under the new key alone.
-    run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(2));
-    assert!(!go.failed("rust-1") && go.event("leave", "rust-1").is_none());
-    assert!(!rust.seen.iter().any(|e| matches!(e, Event::Leave(_))));
+        go.command_ok(&format!("use-key {new_b64}"), "key_result");
+        go.command_ok(
+            &format!("remove-key {}", base64::encode(&KEY)),
+            "key_result",
+        );
+        rust.membership
+            .keyring_mut()
+            .remove(&KEY)
+            .expect("remove the old key");
+        // Long enough for several probe rounds under the new key alone.
+        run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(2));
+        assert!(!go.failed("rust-1") && go.event("leave", "rust-1").is_none());
+        assert!(!rust.seen.iter().any(|e| matches!(e, Event::Leave(_))));
 
-    let mut newcomer = RustNode::start(
-        "rust-new",
-        NEW_KEY,
-        Profile::Fast,
-        &meta([10, 7, 15, 3], &pubkey(44)),
-    );
-    let mut stale = RustNode::start(
-        "rust-old",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 15, 4], &pubkey(45)),
-    );
-    newcomer.join(go.addr);
-    stale.join(go.addr);
-    run_until(
-        &mut [&mut rust, &mut newcomer, &mut stale],
-        &mut [&mut go],
-        "the newcomers",
-        |r, g| {
-            r[1].joined("rust-1")
-                && r[2].join_result().is_some()
-                && g[0].event("join", "rust-new").is_some()
-        },
-    );
-    assert!(
-        matches!(stale.join_result(), Some(Err(_))),
-        "the old key still got in"
-    );
-    assert!(go.event("join", "rust-old").is_none());
+        let mut newcomer = RustNode::start(
+            "rust-new",
+            NEW_KEY,
+            Profile::Fast,
+            &meta([10, 7, 15, 3], &pubkey(44)),
+        );
+        let mut stale = RustNode::start(
+            "rust-old",
+            KEY,
+            Profile::Fast,
+            &meta([10, 7, 15, 4], &pubkey(45)),
+        );
+        newcomer.join(go.addr);
+        stale.join(go.addr);
+        run_until(
+            &mut [&mut rust, &mut newcomer, &mut stale],
+            &mut [&mut go],
+            "the newcomers",
+            |r, g| {
+                r[1].joined("rust-1")
+                    && r[2].join_result().is_some()
+                    && g[0].event("join", "rust-new").is_some()
+            },
+        );
+        assert!(
+            matches!(stale.join_result(), Some(Err(_))),
+            "the old key still got in"
+        );
+        assert!(go.event("join", "rust-old").is_none());
+    }
 }
 
 /// Over IPv6 the alive messages carry 16-byte addresses, in both directions.
 #[test]
 fn join_and_leave_over_ipv6() {
-    let Some(bin) = gopeer() else { return };
-    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0);
-    if let Err(err) = std::net::UdpSocket::bind(v6) {
-        let reason = format!("no IPv6 loopback here ({err})");
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-        let _ = writeln!(std::io::stderr(), "skipping: {reason}");
-        return;
+    for bin in each_gopeer() {
+        let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0);
+        if let Err(err) = std::net::UdpSocket::bind(v6) {
+            let reason = format!("no IPv6 loopback here ({err})");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
+            let _ = writeln!(std::io::stderr(), "skipping: {reason}");
+            return;
+        }
+        let go_meta = meta([10, 7, 16, 1], &pubkey(46));
+        let rust_meta = meta([10, 7, 16, 2], &pubkey(47));
+        let mut go = GoPeer::start_on(bin, "go-1", &KEY, Profile::Fast, Some(&go_meta), v6);
+        let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, v6);
+        go.command(&format!("join {}", rust.addr()));
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "join over IPv6",
+            |r, g| {
+                r[0].saw_meta("go-1", false, &go_meta)
+                    && g[0].saw_meta("join", "rust-1", &rust_meta)
+            },
+        );
+        let member = rust
+            .membership
+            .member("go-1")
+            .expect("Go in our member list");
+        assert_eq!(member.addr, go.addr);
+        assert_eq!(
+            text(go.event("join", "rust-1").expect("join"), "addr"),
+            Some("::1")
+        );
+        rust.leave();
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "leave over IPv6",
+            |r, g| r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some(),
+        );
     }
-    let go_meta = meta([10, 7, 16, 1], &pubkey(46));
-    let rust_meta = meta([10, 7, 16, 2], &pubkey(47));
-    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, Some(&go_meta), v6);
-    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, v6);
-    go.command(&format!("join {}", rust.addr()));
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "join over IPv6",
-        |r, g| {
-            r[0].saw_meta("go-1", false, &go_meta) && g[0].saw_meta("join", "rust-1", &rust_meta)
-        },
-    );
-    let member = rust
-        .membership
-        .member("go-1")
-        .expect("Go in our member list");
-    assert_eq!(member.addr, go.addr);
-    assert_eq!(
-        text(go.event("join", "rust-1").expect("join"), "addr"),
-        Some("::1")
-    );
-    rust.leave();
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "leave over IPv6",
-        |r, g| r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some(),
-    );
 }
 
 /// wesher's restart (its end-to-end scenario 3): the node leaves, comes back under the same name
@@ -1119,115 +1164,118 @@ fn join_and_leave_over_ipv6() {
 /// we hold; it gets back in by refuting the "left" state we push to it.
 #[test]
 fn go_peer_restarted_on_the_same_port_is_seen_again() {
-    let Some(bin) = gopeer() else { return };
-    let mut rust = RustNode::start(
-        "rust-1",
-        KEY,
-        Profile::Fast,
-        &meta([10, 7, 11, 2], &pubkey(28)),
-    );
-    let mut go = GoPeer::start(
-        &bin,
-        "go-1",
-        &KEY,
-        Profile::Fast,
-        Some(&meta([10, 7, 11, 1], &pubkey(27))),
-    );
-    go.command(&format!("join {}", rust.addr()));
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, _| {
-        r[0].joined("go-1")
-    });
-    go.command("leave");
-    run_until(&mut [&mut rust], &mut [&mut go], "leave", |r, g| {
-        r[0].left("go-1", MemberState::Left) && g[0].result("left").is_some()
-    });
-    let addr = go.addr;
-    drop(go);
+    for bin in each_gopeer() {
+        let mut rust = RustNode::start(
+            "rust-1",
+            KEY,
+            Profile::Fast,
+            &meta([10, 7, 11, 2], &pubkey(28)),
+        );
+        let mut go = GoPeer::start(
+            bin,
+            "go-1",
+            &KEY,
+            Profile::Fast,
+            Some(&meta([10, 7, 11, 1], &pubkey(27))),
+        );
+        go.command(&format!("join {}", rust.addr()));
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, _| {
+            r[0].joined("go-1")
+        });
+        go.command("leave");
+        run_until(&mut [&mut rust], &mut [&mut go], "leave", |r, g| {
+            r[0].left("go-1", MemberState::Left) && g[0].result("left").is_some()
+        });
+        let addr = go.addr;
+        drop(go);
 
-    let new_meta = meta([10, 7, 11, 1], &pubkey(29));
-    let mut go = GoPeer::start_on(&bin, "go-1", &KEY, Profile::Fast, Some(&new_meta), addr);
-    go.command(&format!("join {}", rust.addr()));
-    run_until(&mut [&mut rust], &mut [&mut go], "rejoin", |r, g| {
-        let joins = r[0]
-            .seen
-            .iter()
-            .filter(|e| matches!(e, Event::Join(m) if m.name == "go-1"));
-        joins.count() == 2 && g[0].event("join", "rust-1").is_some()
-    });
-    let member = rust
-        .membership
-        .member("go-1")
-        .expect("Go in our member list");
-    assert_eq!(member.state, MemberState::Alive);
-    assert_eq!(NodeMeta::decode(&member.meta).map(|(m, _)| m), Ok(new_meta));
+        let new_meta = meta([10, 7, 11, 1], &pubkey(29));
+        let mut go = GoPeer::start_on(bin, "go-1", &KEY, Profile::Fast, Some(&new_meta), addr);
+        go.command(&format!("join {}", rust.addr()));
+        run_until(&mut [&mut rust], &mut [&mut go], "rejoin", |r, g| {
+            let joins = r[0]
+                .seen
+                .iter()
+                .filter(|e| matches!(e, Event::Join(m) if m.name == "go-1"));
+            joins.count() == 2 && g[0].event("join", "rust-1").is_some()
+        });
+        let member = rust
+            .membership
+            .member("go-1")
+            .expect("Go in our member list");
+        assert_eq!(member.state, MemberState::Alive);
+        assert_eq!(NodeMeta::decode(&member.meta).map(|(m, _)| m), Ok(new_meta));
+    }
 }
 
 #[test]
 fn rust_node_restarted_on_the_same_port_is_seen_again() {
-    let Some(bin) = gopeer() else { return };
-    let (mut go, mut rust) = go_and_rust(&bin, KEY, Profile::Fast, 12, 30);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |_, g| {
-        g[0].event("join", "rust-1").is_some()
-    });
-    rust.leave();
-    run_until(&mut [&mut rust], &mut [&mut go], "leave", |r, g| {
-        r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some()
-    });
-    let addr = rust.addr();
-    drop(rust);
+    for bin in each_gopeer() {
+        let (mut go, mut rust) = go_and_rust(bin, KEY, Profile::Fast, 12, 30);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |_, g| {
+            g[0].event("join", "rust-1").is_some()
+        });
+        rust.leave();
+        run_until(&mut [&mut rust], &mut [&mut go], "leave", |r, g| {
+            r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some()
+        });
+        let addr = rust.addr();
+        drop(rust);
 
-    let new_meta = meta([10, 7, 12, 2], &pubkey(32));
-    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &new_meta, addr);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "rejoin", |r, g| {
-        r[0].joined("go-1") && g[0].events("join", "rust-1").count() == 2
-    });
-    // Go saw us come back with the new key, whether through the join or a later update.
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "new metadata at Go",
-        |_, g| {
-            g[0].saw_meta("join", "rust-1", &new_meta)
-                || g[0].saw_meta("update", "rust-1", &new_meta)
-        },
-    );
+        let new_meta = meta([10, 7, 12, 2], &pubkey(32));
+        let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &new_meta, addr);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "rejoin", |r, g| {
+            r[0].joined("go-1") && g[0].events("join", "rust-1").count() == 2
+        });
+        // Go saw us come back with the new key, whether through the join or a later update.
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "new metadata at Go",
+            |_, g| {
+                g[0].saw_meta("join", "rust-1", &new_meta)
+                    || g[0].saw_meta("update", "rust-1", &new_meta)
+            },
+        );
+    }
 }
 
 /// wesher's real settings on both sides. Like wesher, the Go node starts without metadata and
 /// sets it right after joining.
 #[test]
 fn wan_timings_join_meta_leave() {
-    let Some(bin) = gopeer() else { return };
-    let rust_meta = meta([10, 7, 10, 2], &pubkey(25));
-    let mut go = GoPeer::start(&bin, "go-1", &KEY, Profile::Wan, None);
-    let mut rust = RustNode::start("rust-1", KEY, Profile::Wan, &rust_meta);
-    go.command(&format!("join {}", rust.addr()));
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
-        r[0].joined("go-1") && g[0].saw_meta("join", "rust-1", &rust_meta)
-    });
-    let go_meta = meta([10, 7, 10, 1], &pubkey(24));
-    go.command(&format!(
-        "meta {} {}",
-        go_meta.overlay_addr, go_meta.pub_key
-    ));
-    run_until(&mut [&mut rust], &mut [&mut go], "Go's metadata", |r, _| {
-        r[0].saw_meta("go-1", true, &go_meta)
-    });
-    let rust_new = meta([10, 7, 10, 22], &pubkey(26));
-    rust.set_meta(&rust_new);
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "our new metadata",
-        |_, g| g[0].saw_meta("update", "rust-1", &rust_new),
-    );
-    rust.leave();
-    run_until(&mut [&mut rust], &mut [&mut go], "our leave", |r, g| {
-        r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some()
-    });
-    assert!(!go.failed("rust-1"), "a leave is not a failure");
+    for bin in each_gopeer() {
+        let rust_meta = meta([10, 7, 10, 2], &pubkey(25));
+        let mut go = GoPeer::start(bin, "go-1", &KEY, Profile::Wan, None);
+        let mut rust = RustNode::start("rust-1", KEY, Profile::Wan, &rust_meta);
+        go.command(&format!("join {}", rust.addr()));
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+            r[0].joined("go-1") && g[0].saw_meta("join", "rust-1", &rust_meta)
+        });
+        let go_meta = meta([10, 7, 10, 1], &pubkey(24));
+        go.command(&format!(
+            "meta {} {}",
+            go_meta.overlay_addr, go_meta.pub_key
+        ));
+        run_until(&mut [&mut rust], &mut [&mut go], "Go's metadata", |r, _| {
+            r[0].saw_meta("go-1", true, &go_meta)
+        });
+        let rust_new = meta([10, 7, 10, 22], &pubkey(26));
+        rust.set_meta(&rust_new);
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "our new metadata",
+            |_, g| g[0].saw_meta("update", "rust-1", &rust_new),
+        );
+        rust.leave();
+        run_until(&mut [&mut rust], &mut [&mut go], "our leave", |r, g| {
+            r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some()
+        });
+        assert!(!go.failed("rust-1"), "a leave is not a failure");
+    }
 }
 
 /// A Rust node whose underlay address changes moves the way memberlist allows: a leave at the
@@ -1235,44 +1283,45 @@ fn wan_timings_join_meta_leave() {
 /// new address only for a member that left) and a join; Go then has it at the new address.
 #[test]
 fn underlay_address_change_reaches_go() {
-    let Some(bin) = gopeer() else { return };
-    let go_meta = meta([10, 7, 20, 1], &pubkey(40));
-    let mut go = GoPeer::start(&bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
-    let old = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 0);
-    let rust_meta = meta([10, 7, 20, 2], &pubkey(41));
-    let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, old);
-    rust.join(go.addr);
-    run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
-        r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
-    });
-    let started = Instant::now();
-    rust.leave();
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "the leave at Go",
-        |r, g| r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some(),
-    );
-    let new = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0);
-    rust.transport = Transport::bind(rust.poll.registry(), new).expect("bind the new address");
-    let now = Instant::now();
-    let moved = rust.transport.local_addr();
-    rust.membership.readvertise(now, moved);
-    rust.join(go.addr);
-    let at = moved.ip().to_string();
-    run_until(
-        &mut [&mut rust],
-        &mut [&mut go],
-        "Go has the new address",
-        |_, g| {
-            g[0].events("join", "rust-1")
-                .any(|o| text(o, "addr") == Some(at.as_str()))
-        },
-    );
-    eprintln!("moved to {moved} in {:?}", started.elapsed());
-    // It stays: Go probes it at the new address, and our node still has Go alive.
-    run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(3));
-    assert!(!go.failed("rust-1"), "Go must reach the new address");
-    assert!(!rust.left("go-1", MemberState::Dead));
-    assert_eq!(rust.membership.local().addr, moved);
+    for bin in each_gopeer() {
+        let go_meta = meta([10, 7, 20, 1], &pubkey(40));
+        let mut go = GoPeer::start(bin, "go-1", &KEY, Profile::Fast, Some(&go_meta));
+        let old = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 0);
+        let rust_meta = meta([10, 7, 20, 2], &pubkey(41));
+        let mut rust = RustNode::start_on("rust-1", KEY, Profile::Fast, &rust_meta, old);
+        rust.join(go.addr);
+        run_until(&mut [&mut rust], &mut [&mut go], "join", |r, g| {
+            r[0].joined("go-1") && g[0].event("join", "rust-1").is_some()
+        });
+        let started = Instant::now();
+        rust.leave();
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "the leave at Go",
+            |r, g| r[0].membership.leave_done() && g[0].event("leave", "rust-1").is_some(),
+        );
+        let new = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0);
+        rust.transport = Transport::bind(rust.poll.registry(), new).expect("bind the new address");
+        let now = Instant::now();
+        let moved = rust.transport.local_addr();
+        rust.membership.readvertise(now, moved);
+        rust.join(go.addr);
+        let at = moved.ip().to_string();
+        run_until(
+            &mut [&mut rust],
+            &mut [&mut go],
+            "Go has the new address",
+            |_, g| {
+                g[0].events("join", "rust-1")
+                    .any(|o| text(o, "addr") == Some(at.as_str()))
+            },
+        );
+        eprintln!("moved to {moved} in {:?}", started.elapsed());
+        // It stays: Go probes it at the new address, and our node still has Go alive.
+        run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(3));
+        assert!(!go.failed("rust-1"), "Go must reach the new address");
+        assert!(!rust.left("go-1", MemberState::Dead));
+        assert_eq!(rust.membership.local().addr, moved);
+    }
 }

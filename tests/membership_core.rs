@@ -907,3 +907,54 @@ fn incarnations_wrap_like_go_u32() {
     // Go: nextIncarnation then skipIncarnation(accused - inc + 1) on a u32: accused + 1 = 0.
     assert_eq!(m.local().incarnation, 0);
 }
+
+#[test]
+fn timers_start_as_go_memberlist_schedules_them() {
+    // Go: the probe ticker's first tick one interval after start; the first periodic
+    // push-pull after a random stagger plus one whole period (pushPullTrigger), so a node that
+    // just joined does not push-pull again within the first period.
+    let start = Instant::now();
+    let t = Timing::wan();
+    for seed in 0..8 {
+        let config = Config {
+            name: "me".into(),
+            advertise: addr(1),
+            keyring: Keyring::new(KEY),
+            timing: t.clone(),
+            meta: vec![],
+        };
+        let mut m = Membership::new(config, start, seed);
+        feed(&mut m, start, addr(2), &[alive("peer", 1, 2, b"")]);
+        let (mut first_probe, mut first_push_pull) = (None, None);
+        let mut now = start;
+        while first_push_pull.is_none() && now < start + 3 * t.push_pull_interval {
+            now = m.next_deadline().expect("timers run").max(now);
+            m.handle_timeout(now);
+            while let Some(tx) = m.poll_transmit() {
+                match tx {
+                    Transmit::Connect { .. } => first_push_pull = first_push_pull.or(Some(now)),
+                    Transmit::Datagram { to, bytes } if to == addr(2) => {
+                        let ring = Keyring::new(KEY);
+                        for msg in wire::open_packet(&bytes, &ring).expect("opens") {
+                            if let Message::Ping(p) = msg {
+                                first_probe = first_probe.or(Some(now));
+                                let ack = AckResp {
+                                    seq_no: p.seq_no,
+                                    payload: None,
+                                };
+                                feed(&mut m, now, addr(2), &[Message::Ack(ack)]);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(first_probe.map(|p| p - start), Some(t.probe_interval));
+        let pp = first_push_pull.expect("a periodic push-pull") - start;
+        assert!(
+            pp >= t.push_pull_interval && pp < 2 * t.push_pull_interval,
+            "seed {seed}: first push-pull after {pp:?}"
+        );
+    }
+}

@@ -51,6 +51,13 @@ pub struct Keyring {
     keys: Vec<Key>,
 }
 
+impl Drop for Keyring {
+    // Cluster keys do not outlive their keyring in memory.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.keys);
+    }
+}
+
 impl fmt::Debug for Keyring {
     // Never print key material.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

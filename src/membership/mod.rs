@@ -25,8 +25,13 @@
 //! - every other periodic push-pull goes to a member that died within
 //!   `gossip_to_the_dead_time`, so a healed partition reconverges;
 //! - packets are budgeted to stay within 1400 bytes including CRC and every compound entry;
-//! - the local node is never reaped after a leave; tracked members (65536), relayed pings (256),
-//!   incoming streams (128) and bytes per stream (4 MiB) are capped.
+//! - the local node is never reaped after a leave; tracked members (65536) and relayed pings
+//!   (256) are capped;
+//! - strangers are bounded (`stream.rs`): a stream frame may declare at most 1 MiB, not 20; an
+//!   incoming stream has 5 s for its frame; 8 pending streams per source address, 64 in all
+//!   (the oldest evicted for a newcomer) and 2 MiB buffered by all of them together; Go's
+//!   push-pull cap counts only streams that decrypted, and so does ours (in the transport);
+//! - log lines a stranger can trigger are rate-limited (`noise.rs`).
 
 mod broadcast;
 mod codec;
@@ -34,6 +39,7 @@ pub mod io;
 pub mod keyring;
 pub mod message;
 mod msgpack;
+pub(crate) mod noise;
 mod rng;
 /// The simulated network: for tests and benchmarks only (`--features sim`).
 #[cfg(any(test, feature = "sim"))]

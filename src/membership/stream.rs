@@ -2,22 +2,35 @@
 //! fallback ping, and serving both to peers. One framed message each way per stream.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
 use super::io::{StreamId, Transmit};
 use super::message::{AckResp, ErrResp, Message, NodeState, PushNodeState, PushPull};
+use super::noise::suppressed;
 use super::swim::{Membership, Node};
 use super::wire;
 use super::{Event, MemberState};
 
-/// Streams a peer may have open to us at once (memberlist's maxPushPullRequests).
-const MAX_INCOMING_STREAMS: usize = 128;
-/// Bytes buffered per stream before its frame is complete. Below Go's 20 MiB push state limit
-/// but room for ~16k members; wesher clusters are far smaller.
-const MAX_STREAM_BYTES: usize = 4 << 20;
-/// Members accepted from one push-pull.
+/// Incoming streams waiting for their frame. Until the frame is complete it cannot be
+/// authenticated, so these are strangers: when all are taken, the oldest is evicted for a new
+/// one (a real peer sends its frame within milliseconds of connecting, a squatter idles).
+/// A stream whose frame decrypted is served at once; its reply then counts against the
+/// transport's cap, not this one.
+const MAX_PENDING_STREAMS: usize = 64;
+/// Pending streams from one IP address. A member opens at most a join, a push-pull and a
+/// fallback ping to us at once; more from one address is someone squatting slots.
+const MAX_PENDING_PER_SOURCE: usize = 8;
+/// Bytes buffered by all pending streams together: two frames of the largest size. A new
+/// chunk beyond it evicts the oldest other pending streams until it fits.
+const PENDING_BYTES: usize = 2 * MAX_FRAME_BYTES;
+/// Bytes one stream buffers: the largest frame plus its header.
+const MAX_FRAME_BYTES: usize = wire::MAX_STREAM_FRAME + wire::STREAM_HEADER;
+/// How long an incoming stream may take to deliver its frame. Go gives the whole exchange
+/// tcp_timeout (10 s; our default 30 s); a stranger holding a slot that long is the attack.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// Members accepted from one push-pull: as many as fit `wire::MAX_STREAM_FRAME`.
 const MAX_PUSH_NODES: usize = 16_384;
 
 pub(super) enum Role {
@@ -101,21 +114,30 @@ impl Membership {
         }
     }
 
-    /// A peer connected to us: serve it, unless too many are already being served.
+    /// A peer connected to us: wait for its frame, unless its address already holds its share
+    /// of pending slots; when all are taken, the oldest pending stranger makes room.
     pub(super) fn accept(&mut self, now: Instant, id: StreamId, from: SocketAddr) {
-        let incoming = self
-            .streams
-            .values()
-            .filter(|s| matches!(s.role, Role::Incoming))
-            .count();
-        if incoming >= MAX_INCOMING_STREAMS {
-            debug!("memberlist: too many streams, refusing {from}");
-            self.stats.drop("too_many_streams");
+        let pending = self.pending_streams();
+        if pending.iter().filter(|(_, ip)| *ip == from.ip()).count() >= MAX_PENDING_PER_SOURCE {
+            self.stats.drop("too_many_streams_from_source");
+            if let Some(n) = self.noise.streams_refused.allow(now) {
+                debug!(
+                    "memberlist: too many pending streams from {}, refusing{}",
+                    from.ip(),
+                    suppressed(n)
+                );
+            }
             self.transmits.push_back(Transmit::StreamClose { id });
             return;
         }
+        if pending.len() >= MAX_PENDING_STREAMS {
+            if let Some(&(oldest, _)) = pending.first() {
+                self.stats.drop("pending_stream_evicted");
+                self.close_stream(oldest);
+            }
+        }
         self.stats.streams_in += 1;
-        let deadline = now + self.timing.tcp_timeout;
+        let deadline = now + self.timing.tcp_timeout.min(FIRST_FRAME_TIMEOUT);
         self.streams.insert(
             id,
             Stream {
@@ -125,6 +147,41 @@ impl Membership {
                 deadline,
             },
         );
+    }
+
+    /// Incoming streams still waiting for their frame, oldest first, with their source.
+    fn pending_streams(&self) -> Vec<(StreamId, std::net::IpAddr)> {
+        let mut pending: Vec<_> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| matches!(s.role, Role::Incoming))
+            .map(|(id, s)| (*id, s.peer.ip()))
+            .collect();
+        pending.sort_unstable();
+        pending
+    }
+
+    /// Makes room for `more` bytes on pending stream `id` within [`PENDING_BYTES`] by evicting
+    /// the oldest other pending streams. False if even that is not enough.
+    fn make_room(&mut self, id: StreamId, more: usize) -> bool {
+        let pending = self.pending_streams();
+        let mut held: usize = pending
+            .iter()
+            .filter_map(|(p, _)| self.streams.get(p))
+            .map(|s| s.buf.len())
+            .sum();
+        for (other, _) in pending {
+            if held + more <= PENDING_BYTES {
+                break;
+            }
+            if other == id {
+                continue;
+            }
+            held -= self.streams.get(&other).map_or(0, |s| s.buf.len());
+            self.stats.drop("pending_stream_evicted");
+            self.close_stream(other);
+        }
+        held + more <= PENDING_BYTES
     }
 
     /// The driver reports the stream gone (refused, reset or closed by the peer).
@@ -161,14 +218,20 @@ impl Membership {
 
     pub(super) fn stream_data(&mut self, now: Instant, id: StreamId, bytes: &[u8]) {
         self.stats.bytes_in += bytes.len() as u64;
-        let Some(s) = self.streams.get_mut(&id) else {
+        let Some(s) = self.streams.get(&id) else {
             return;
         };
-        if s.buf.len() + bytes.len() > MAX_STREAM_BYTES {
+        let pending = matches!(s.role, Role::Incoming);
+        if s.buf.len() + bytes.len() > MAX_FRAME_BYTES
+            || (pending && !self.make_room(id, bytes.len()))
+        {
             self.stats.drop("stream_too_large");
             self.fail_stream(id, "remote state too large");
             return;
         }
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
         s.buf.extend_from_slice(bytes);
         match wire::open_stream(&s.buf, &self.keyring) {
             Ok(None) => {}
@@ -178,10 +241,17 @@ impl Membership {
             }
             Err(e) => {
                 self.stats.drop(e.kind());
-                if matches!(id, StreamId::Incoming(_)) {
-                    // An operator wants to see a node knocking with the wrong key (Go logs it too);
-                    // our own joins report their failures through `Event::JoinResult`.
-                    warn!("memberlist: rejected a stream from {}: {e}", s.peer);
+                if pending {
+                    // An operator wants to see a node knocking with the wrong key (Go logs it
+                    // too), but a stranger must not fill the log; our own joins report their
+                    // failures through `Event::JoinResult`.
+                    if let Some(n) = self.noise.streams_rejected.allow(now) {
+                        warn!(
+                            "memberlist: rejected a stream from {}: {e}{}",
+                            s.peer,
+                            suppressed(n)
+                        );
+                    }
                     // As Go does: tell the peer why (it needs our key to read it), except
                     // for a label, where Go just closes.
                     if e != wire::WireError::Label {
@@ -235,7 +305,7 @@ impl Membership {
                 }
             }
             (Role::PushPull { addr, join }, Message::Err(e)) => {
-                self.join_result(join, addr, Err(format!("remote error: {}", e.error)));
+                self.join_result(join, addr, Err(format!("remote error: {:?}", e.error)));
             }
             (Role::Ping { seq, .. }, Message::Ack(a)) if a.seq_no == seq => {
                 self.tcp_ping_acked(seq);

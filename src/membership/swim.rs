@@ -13,6 +13,7 @@ use super::io::{Input, StreamId, Transmit};
 use super::message::{
     AckResp, Alive, Dead, IndirectPing, Message, NackResp, Ping, Suspect, WESHER_VSN,
 };
+use super::noise::{suppressed, NoiseLines};
 use super::rng::Rng;
 use super::stream::Stream;
 use super::timing::{suspicion_timeout, Timing};
@@ -145,8 +146,26 @@ pub struct Membership {
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
+    pub(super) noise: NoiseLines,
     left: bool,
     left_alone: bool,
+}
+
+/// Go memberlist never sends metadata above this (MetaMaxSize); more is not a real member.
+pub(super) const META_MAX_SIZE: usize = 512;
+/// Longest member name kept. Names are hostnames in wesher (at most 253 bytes); a longer one,
+/// or one with control characters, would only serve to flood logs and the status table.
+const NAME_MAX_SIZE: usize = 255;
+
+/// Whether an alive message's name and metadata are within what a real member sends.
+fn peer_data_ok(a: &Alive) -> Result<(), &'static str> {
+    if a.meta.len() > META_MAX_SIZE {
+        return Err("meta_too_large");
+    }
+    if a.node.is_empty() || a.node.len() > NAME_MAX_SIZE || a.node.chars().any(char::is_control) {
+        return Err("bad_name");
+    }
+    Ok(())
 }
 
 impl Membership {
@@ -189,6 +208,7 @@ impl Membership {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            noise: NoiseLines::default(),
             left: false,
             left_alone: false,
         };
@@ -380,7 +400,12 @@ impl Membership {
                 }
             }
             Err(e) => {
-                debug!("memberlist: dropping packet from {from}: {e}");
+                if let Some(n) = self.noise.packets.allow(now) {
+                    debug!(
+                        "memberlist: dropping packet from {from}: {e}{}",
+                        suppressed(n)
+                    );
+                }
                 self.stats.drop(e.kind());
             }
         }
@@ -823,6 +848,18 @@ impl Membership {
             self.stats.drop("bad_vsn");
             return;
         }
+        // Our own name and metadata were checked by the configuration.
+        if let Some(why) = (!is_local).then(|| peer_data_ok(&a).err()).flatten() {
+            if let Some(n) = self.noise.peer_data.allow(now) {
+                debug!(
+                    "memberlist: ignoring alive for {:?}: {why}{}",
+                    a.node,
+                    suppressed(n)
+                );
+            }
+            self.stats.drop(why);
+            return;
+        }
         // As Go: a missing port means the cluster's (our) port.
         if a.port == 0 {
             a.port = self.advertise.port();
@@ -946,7 +983,10 @@ impl Membership {
             return;
         }
         if s.node == self.name {
-            warn!("memberlist: refuting a suspect message (from: {})", s.from);
+            warn!(
+                "memberlist: refuting a suspect message (from: {:?})",
+                s.from
+            );
             self.refute(s.incarnation);
             return;
         }
@@ -1016,7 +1056,7 @@ impl Membership {
         }
         let is_local = d.node == self.name;
         if is_local && !self.left {
-            warn!("memberlist: refuting a dead message (from: {})", d.from);
+            warn!("memberlist: refuting a dead message (from: {:?})", d.from);
             self.refute(d.incarnation);
             return;
         }

@@ -30,6 +30,13 @@ pub const MAX_COMPOUND_PARTS: usize = 255;
 /// Largest encrypted stream frame (and decompressed stream message) accepted: memberlist's
 /// maxPushStateBytes.
 pub const MAX_PUSH_STATE_BYTES: usize = 20 * 1024 * 1024;
+/// Largest stream frame accepted (its declared length, checked as soon as the 5-byte header is
+/// in, before anything is buffered). Go allows 20 MiB, but a legitimate push-pull is far smaller:
+/// an entry is at most ~900 bytes before compression (a name of up to 255 bytes, metadata of up
+/// to 512, ~100 of fields), and wesher meshes are small (every node is a WireGuard peer of every
+/// other), so 1024 members fit in 1 MiB even uncompressed, and Go and we always compress. An
+/// unauthenticated stranger may make us hold this much per stream, not 20 MiB.
+pub const MAX_STREAM_FRAME: usize = 1024 * 1024;
 /// Most bytes decompression may produce for one UDP packet, all nesting levels together.
 /// Go only compresses what fits its 1400-byte UDP buffer, so 64 KiB is generous.
 pub const MAX_PACKET_DECOMPRESSED: usize = 64 * 1024;
@@ -374,7 +381,7 @@ pub fn seal_stream(msg: &[u8], keyring: &Keyring, nonces: &mut Nonces) -> Vec<u8
 
 /// Parses one message from the start of a TCP stream buffer. `Ok(None)`: more bytes are
 /// needed; `Ok(Some((msg, n)))`: `n` bytes were consumed. Labelled streams, frames above
-/// [`MAX_PUSH_STATE_BYTES`] and unencrypted streams are refused.
+/// [`MAX_STREAM_FRAME`] and unencrypted streams are refused.
 pub fn open_stream(buf: &[u8], keyring: &Keyring) -> Result<Option<(Message, usize)>, WireError> {
     refuse_label(buf)?;
     match buf.first() {
@@ -386,10 +393,10 @@ pub fn open_stream(buf: &[u8], keyring: &Keyring) -> Result<Option<(Message, usi
         return Ok(None);
     };
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if len > MAX_PUSH_STATE_BYTES {
+    if len > MAX_STREAM_FRAME {
         return Err(WireError::TooLarge {
             size: len,
-            limit: MAX_PUSH_STATE_BYTES,
+            limit: MAX_STREAM_FRAME,
         });
     }
     let Some(payload) = buf.get(STREAM_HEADER..STREAM_HEADER + len) else {

@@ -9,6 +9,12 @@ use crate::base64;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(pub [u8; 32]);
 
+impl zeroize::Zeroize for Key {
+    fn zeroize(&mut self) {
+        self.0.zeroize();
+    }
+}
+
 /// A key that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyError(String);

@@ -20,6 +20,13 @@ pub struct DeviceConfig {
     pub listen_port: u16,
 }
 
+impl Drop for DeviceConfig {
+    // The private key does not outlive its configuration in memory.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.private_key);
+    }
+}
+
 impl fmt::Debug for DeviceConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceConfig")

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus};
+use zeroize::Zeroizing;
 
 const SOCKET_DIR: &str = "/var/run/wireguard";
 /// A daemon that takes longer than this is stuck; the agent's loop must not hang on it (a
@@ -87,12 +88,16 @@ impl Userspace {
     }
 }
 
-fn set_device_request(config: &DeviceConfig) -> String {
-    format!(
-        "set=1\nprivate_key={}\nlisten_port={}\n\n",
-        config.private_key.to_hex(),
-        config.listen_port
-    )
+/// Holds the private key: built in one allocation (no reallocation leaves a copy behind) and
+/// zeroized when dropped.
+fn set_device_request(config: &DeviceConfig) -> Zeroizing<String> {
+    let hex = Zeroizing::new(config.private_key.to_hex());
+    let port = config.listen_port.to_string();
+    let mut req = Zeroizing::new(String::with_capacity(64 + hex.len() + port.len()));
+    for part in ["set=1\nprivate_key=", &hex, "\nlisten_port=", &port, "\n\n"] {
+        req.push_str(part);
+    }
+    req
 }
 
 fn apply_request(changes: &[PeerChange]) -> String {
@@ -224,7 +229,7 @@ mod tests {
             listen_port: 51820,
         });
         assert_eq!(
-            req,
+            *req,
             format!(
                 "set=1\nprivate_key={}\nlisten_port=51820\n\n",
                 "ab".repeat(32)

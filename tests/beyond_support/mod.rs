@@ -2,6 +2,8 @@
 //! with per-node flags, waiting on pings, logs and `wg show dump`, and the extra namespaces
 //! (NAT, LANs, partitions) the harness in tests/common/netns.rs does not build itself.
 
+#![allow(dead_code)] // shared by several test binaries, each using a subset
+
 use std::collections::BTreeSet;
 use std::fmt::Display;
 

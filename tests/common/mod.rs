@@ -2,8 +2,12 @@
 //! daemons killed by the PID we started, and `wg show dump` comparisons.
 #![allow(dead_code)] // each test binary uses its own subset
 
+/// The Go toolchains Go programs are built with.
+pub mod go;
+
 /// The Go memberlist peer for interop tests.
 pub mod gopeer;
+
 /// Multi-node topologies (hostname, /etc, /run per node) for end-to-end tests of the agent.
 pub mod netns;
 
@@ -72,6 +76,22 @@ pub fn output(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("running {args:?}: {e}"))
 }
 
+/// Runs `f` on a thread that has entered the named network namespace (`ip netns add NAME`):
+/// sockets it opens live there, the rest of the process stays where it is.
+pub fn enter_netns<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> R {
+    let file =
+        std::fs::File::open(format!("/var/run/netns/{name}")).expect("opening the namespace");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// A named network namespace (`ip netns add`), deleted on drop.
 pub struct Netns {
     pub name: String,
@@ -88,17 +108,7 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace.
     pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let file = std::fs::File::open(format!("/var/run/netns/{}", self.name))
-            .expect("opening the namespace");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        enter_netns(&self.name, f)
     }
 
     /// `ip netns exec NAME args...`, returning stdout.
