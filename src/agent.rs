@@ -21,11 +21,14 @@ use signal_hook_mio::v1_0::Signals;
 use crate::config::{Bind, Config, GossipProfile, JoinAddr};
 use crate::control::{self, MemberStatus, Request, Status};
 use crate::desired::{self, Candidate, Collision};
+use crate::devices::{self, Device};
+use crate::hooks::{self, Hooks};
 use crate::hosts::{self, HostEntry};
 use crate::join::{self, Action, Kind, Scheduler, View};
 use crate::membership::{self, Event, Keyring, Member, MemberState, Membership, Timing};
-use crate::mesh::{host_prefix, Local, Mesh, Refused};
+use crate::mesh::{host_prefix, Local, Mesh, Peer, Refused};
 use crate::meta::{LocalMeta, PeerMeta};
+use crate::metrics::Counters;
 use crate::netlink::Netlink;
 use crate::overlay::{self, Cidr};
 use crate::persist::Persist;
@@ -62,6 +65,9 @@ const SESSION_RESET_DELAYS: [Duration; 3] = [
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Notifications come in bursts (our own changes make some): read back once after the burst.
 const NOTIFY_SETTLE: Duration = Duration::from_millis(200);
+/// Read-backs for notifications are at least this far apart: a router whose routing table
+/// churns (a routing daemon) must not keep us dumping it.
+const NOTIFY_MIN_GAP: Duration = Duration::from_millis(500);
 /// Retries of changes that did not take: from this, doubling, to the max.
 const RETRY_START: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -134,6 +140,7 @@ struct Agent {
     /// When to read the system back and apply what differs.
     next_reconcile: Option<Instant>,
     next_observe: Instant,
+    last_reconcile: Instant,
     retry: Duration,
     /// The last reconcile error, logged once until it changes.
     last_error: Option<String>,
@@ -147,6 +154,14 @@ struct Agent {
     moving: Option<Move>,
     /// The gossip sockets must move to this bind address (the underlay address changed).
     rebind_to: Option<IpAddr>,
+    /// `--on-change`.
+    hooks: Option<Hooks>,
+    /// Join requests sent, for the metrics.
+    join_attempts: u64,
+    /// Devices without wesher, routed through this node (`wesher peer add`).
+    devices: Vec<Device>,
+    /// Stored with the devices.
+    private_key: zeroize::Zeroizing<Key>,
     /// This node's connected networks, as the mesh last saw them.
     connected: Vec<Cidr>,
     resolver: Resolver,
@@ -248,14 +263,16 @@ impl Agent {
                 },
             )?;
 
-        // Zeroized when setup ends; the device keeps the only other copy.
-        let key = zeroize::Zeroizing::new(
-            Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
-        );
+        // Kept only for devices (their configurations name our public key); else new each start.
+        // Zeroized when setup ends; the device (and, with devices, the state) keeps the others.
+        let key = zeroize::Zeroizing::new(match stored.wireguard_key {
+            Some(k) if !stored.devices.is_empty() => k,
+            _ => Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
+        });
         let meta = LocalMeta {
             overlay,
             public_key: key.public_key(),
-            routed: cfg.routed_nets.clone(),
+            routed: devices::advertised(&cfg.routed_nets, &initial.devices),
             fixed_overlay: cfg.overlay_addr.is_some(),
         }
         .encode()
@@ -372,6 +389,7 @@ impl Agent {
             mesh_dirty: false,
             next_reconcile: Some(now),
             next_observe: now + OBSERVE_INTERVAL,
+            last_reconcile: now,
             retry: RETRY_START,
             last_error: None,
             next_hosts: now + HOSTS_REFRESH,
@@ -380,6 +398,10 @@ impl Agent {
             no_underlay,
             moving: None,
             rebind_to: None,
+            hooks: cfg.on_change.clone().map(Hooks::new),
+            join_attempts: 0,
+            devices: stored.devices,
+            private_key: key,
             connected: Vec::new(),
             resolver,
             pending_lookup: Vec::new(),
@@ -427,7 +449,8 @@ impl Agent {
                         .as_mut()
                         .is_some_and(Notifications::drain)
                     {
-                        let soon = Instant::now() + NOTIFY_SETTLE;
+                        let soon = (Instant::now() + NOTIFY_SETTLE)
+                            .max(self.last_reconcile + NOTIFY_MIN_GAP);
                         self.next_reconcile =
                             Some(self.next_reconcile.map_or(soon, |t| t.min(soon)));
                     }
@@ -467,6 +490,7 @@ impl Agent {
             Request::KeyInstall(k) => (k, "installed"),
             Request::KeyUse(k) => (k, "in use"),
             Request::KeyRemove(k) => (k, "removed"),
+            _ => return self.answer_peer(request),
         };
         let key = crate::base64::decode_key(key)?;
         let keyring = self.membership.keyring_mut();
@@ -485,6 +509,83 @@ impl Agent {
             self.save_state(Instant::now(), state);
         }
         Ok(format!("{done}\n"))
+    }
+
+    /// `wesher peer add|list|remove`: devices without wesher.
+    fn answer_peer(&mut self, request: Request) -> Result<String, String> {
+        match request {
+            Request::PeerAdd {
+                name,
+                public_key,
+                overlay,
+            } => {
+                let key = Key::from_base64(&public_key).map_err(|e| e.to_string())?;
+                let wanted = match overlay {
+                    Some(s) => Some(
+                        s.parse::<IpAddr>()
+                            .map_err(|_| format!("{s:?} is not an IP address"))?,
+                    ),
+                    None => None,
+                };
+                let peers: Vec<&Peer> = self.mesh.peers().collect();
+                let mut names: Vec<&str> = self.membership.members().map(|m| &*m.name).collect();
+                names.extend(self.devices.iter().map(|d| &*d.name));
+                let mut keys = vec![self.public_key];
+                keys.extend(peers.iter().map(|p| p.public_key));
+                keys.extend(self.devices.iter().map(|d| d.public_key));
+                let mut overlays = vec![self.overlay];
+                for p in &peers {
+                    overlays.push(p.overlay);
+                    // Other nodes' devices.
+                    overlays.extend(p.routed.iter().map(|n| n.network()));
+                }
+                overlays.extend(self.devices.iter().map(|d| d.overlay));
+                let taken = devices::Taken {
+                    names: &names,
+                    keys: &keys,
+                    overlays: &overlays,
+                };
+                let device = devices::admit(&self.cfg.overlay_net, &name, key, wanted, &taken)?;
+                info!("device {name} added: overlay {}", device.overlay);
+                let mut allowed = vec![self.cfg.overlay_net];
+                allowed.extend(self.cfg.routed_nets.iter().copied());
+                for p in &peers {
+                    let nets = p
+                        .routed
+                        .iter()
+                        .filter(|n| !n.overlaps(&self.cfg.overlay_net));
+                    allowed.extend(nets.copied());
+                }
+                let endpoint =
+                    SocketAddr::new(self.membership.local().addr.ip(), self.cfg.wireguard_port);
+                let config = devices::wg_quick(&device, self.public_key, endpoint, &allowed);
+                self.devices.push(device);
+                self.devices_changed();
+                Ok(config)
+            }
+            Request::PeerRemove(name) => {
+                let before = self.devices.len();
+                self.devices.retain(|d| d.name != name);
+                if self.devices.len() == before {
+                    return Err(format!("no device {name:?} on this node"));
+                }
+                info!("device {name} removed");
+                self.devices_changed();
+                Ok("removed\n".into())
+            }
+            _ => Ok(self
+                .devices
+                .iter()
+                .map(|d| format!("{} {} {}\n", d.name, d.overlay, d.public_key.to_base64()))
+                .collect()),
+        }
+    }
+
+    /// Devices came or went: announce them, store them, apply them.
+    fn devices_changed(&mut self) {
+        self.announce(Instant::now());
+        self.offer_state();
+        self.mesh_dirty = true;
     }
 
     fn status(&mut self) -> Status {
@@ -528,6 +629,11 @@ impl Agent {
             interface: self.cfg.interface.clone(),
             node,
             members,
+            counters: Counters::new(
+                self.membership.stats(),
+                self.transport.stats(),
+                self.join_attempts,
+            ),
         }
     }
 
@@ -544,6 +650,7 @@ impl Agent {
             self.session_resets.first().copied(),
             self.moving.as_ref().map(|m| m.deadline),
             self.leave_deadline,
+            self.hooks.as_ref().and_then(Hooks::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -599,6 +706,14 @@ impl Agent {
             // Puts back our lines if another tool rewrote the file; a no-op when they are there.
             self.write_hosts();
         }
+        if let Some(h) = &mut self.hooks {
+            let node = hooks::Node {
+                interface: &self.cfg.interface,
+                name: &self.name,
+                overlay: self.overlay,
+            };
+            h.on_timer(now, &node, &self.mesh);
+        }
     }
 
     /// Runs the join scheduler; `answer` is a lookup the resolver thread finished.
@@ -633,6 +748,7 @@ impl Agent {
                 }
                 Action::Join(addrs) => {
                     debug!("joining {addrs:?}");
+                    self.join_attempts += addrs.len() as u64;
                     self.membership.join(now, &addrs);
                     self.joins.poll(now, &view)
                 }
@@ -767,11 +883,18 @@ impl Agent {
         let local = Local {
             overlay: self.overlay,
             overlay_net: self.cfg.overlay_net,
-            routed: self.cfg.routed_nets.clone(),
+            routed: devices::advertised(&self.cfg.routed_nets, &self.devices),
             connected: self.connected.clone(),
             accept: self.cfg.accept_routed_nets.clone(),
         };
+        let before: Vec<Peer> = match self.hooks {
+            Some(_) => self.mesh.peers().cloned().collect(),
+            None => Vec::new(),
+        };
         let result = self.mesh.accept(want, &local);
+        if let Some(h) = &mut self.hooks {
+            h.changed(hooks::changes(&before, self.mesh.peers()));
+        }
         for (name, why) in &result.refused {
             if !self.refused.contains(&(name.clone(), why.clone())) {
                 error!("member {name}: {why}");
@@ -805,7 +928,7 @@ impl Agent {
         let meta = LocalMeta {
             overlay: self.overlay,
             public_key: self.public_key,
-            routed: self.cfg.routed_nets.clone(),
+            routed: devices::advertised(&self.cfg.routed_nets, &self.devices),
             // Only a derived address moves, so it stays derived.
             fixed_overlay: self.cfg.overlay_addr.is_some(),
         };
@@ -816,19 +939,25 @@ impl Agent {
     }
 
     fn desired(&self) -> Desired {
-        Desired {
+        let mut desired = Desired {
             public_key: self.public_key,
             listen_port: self.cfg.wireguard_port,
             mtu: self.cfg.mtu,
             address: (self.overlay, host_prefix(self.overlay)),
             peers: self.mesh.peer_configs(),
             routes: self.mesh.routes(),
+        };
+        for d in &self.devices {
+            desired.peers.push(d.peer_config());
+            desired.routes.push(d.host_route());
         }
+        desired
     }
 
     /// Read the system back, apply what differs from the desired mesh, and check it took.
     fn reconcile(&mut self, now: Instant) {
         self.next_reconcile = None;
+        self.last_reconcile = now;
         self.check_underlay(now);
         // A network that appeared or went (a LAN brought up) changes which routed nets are safe.
         if self.read_connected().is_some_and(|c| c != self.connected) {
@@ -846,7 +975,7 @@ impl Agent {
             if changes.is_empty() {
                 return Ok(left(&observed, &changes));
             }
-            debug!("applying {changes:?}");
+            debug!("applying {} changes", changes.len());
             self.system.apply(&desired, &changes)?;
             let observed = self.system.observe()?;
             let changes = reconcile::plan(&desired, &observed, self.system.endpoints());
@@ -854,6 +983,9 @@ impl Agent {
         });
         match outcome {
             Ok(0) => {
+                if let Some(h) = &mut self.hooks {
+                    h.applied();
+                }
                 if self.last_error.take().is_some() || self.retry > RETRY_START {
                     info!("interface {} is as wanted again", self.cfg.interface);
                 }
@@ -1007,6 +1139,8 @@ impl Agent {
                 .copied()
                 .collect(),
             nodes,
+            devices: self.devices.clone(),
+            wireguard_key: (!self.devices.is_empty()).then_some(*self.private_key),
         };
         self.persist.offer(state);
     }

@@ -35,10 +35,19 @@ pub enum Command {
     Help,
     /// `--version`: print the version and exit 0.
     Version,
-    /// `wesher status [--json]`: ask the running agent of an interface for the mesh.
-    Status { interface: String, json: bool },
+    /// `wesher status [--json|--prometheus]`: ask the running agent of an interface for the mesh.
+    Status {
+        interface: String,
+        json: bool,
+        prometheus: bool,
+    },
     /// `wesher key generate`: print a new random cluster key; needs no agent.
     KeyGenerate,
+    /// `wesher peer add|list|remove`: devices without wesher on the running agent.
+    Peer {
+        interface: String,
+        action: PeerAction,
+    },
     /// `wesher key install|use|remove [KEY]`: change the running agent's cluster keyring. No
     /// KEY: it is read from standard input (so that it stays out of argv, which `ps` shows).
     Key {
@@ -46,6 +55,20 @@ pub enum Command {
         action: KeyAction,
         key: Option<String>,
     },
+}
+
+/// What `wesher peer` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAction {
+    /// A new device; its key pair is generated here unless a public key is given.
+    Add {
+        name: String,
+        public_key: Option<String>,
+        overlay: Option<String>,
+        qr: bool,
+    },
+    List,
+    Remove(String),
 }
 
 /// What `wesher key` does with a key.
@@ -186,6 +209,8 @@ pub struct Config {
     pub accept_routed_nets: Vec<Cidr>,
     /// This node's overlay address set by hand instead of derived from its name.
     pub overlay_addr: Option<IpAddr>,
+    /// A program run after each applied change of the mesh (`hooks`).
+    pub on_change: Option<PathBuf>,
     /// Messages about the configuration to log once logging is set up (parsing comes first).
     pub warnings: Vec<String>,
 }
@@ -216,6 +241,7 @@ impl fmt::Debug for Config {
             .field("routed_nets", &self.routed_nets)
             .field("accept_routed_nets", &self.accept_routed_nets)
             .field("overlay_addr", &self.overlay_addr)
+            .field("on_change", &self.on_change)
             .field("warnings", &self.warnings)
             .finish()
     }
@@ -450,6 +476,16 @@ const OPTS: &[Opt] = &[
         shown_default: "derived from the node name",
         help: "this node's overlay address, inside --overlay-net (never moved on a collision)",
     },
+    Opt {
+        long: "on-change",
+        env: "WESHER_ON_CHANGE",
+        kind: Kind::Value,
+        meta: "PROGRAM",
+        default: None,
+        shown_default: "none",
+        help: "program run after each applied change of the mesh: the change in WESHER_EVENT, \
+               WESHER_MEMBER..., the mesh as JSON on stdin (see the README)",
+    },
 ];
 
 /// The --help text: every option with its variable and default.
@@ -457,8 +493,10 @@ pub fn help_text() -> String {
     let mut out = String::from(
         "wesher: WireGuard mesh overlay manager (drop-in replacement for Go wesher)\n\n\
          Usage: wesher [agent] [OPTIONS]\n\
-         \x20      wesher status [--json] [--interface DEV]\n\
+         \x20      wesher status [--json|--prometheus] [--interface DEV]\n\
          \x20      wesher key generate\n\
+         \x20      wesher peer add NAME [--public-key KEY] [--overlay-addr IP] [--qr] [--interface DEV]\n\
+         \x20      wesher peer list | peer remove NAME [--interface DEV]\n\
          \x20      wesher key install|use|remove [KEY] [--interface DEV]\n\n\
          Commands:\n\
          \x20 agent                          run the mesh agent (the default)\n\
@@ -467,7 +505,9 @@ pub fn help_text() -> String {
          \x20 key install|use|remove [KEY]   rotate the running agent's cluster key without downtime:\n\
          \x20                                install the new key on every node, then use it everywhere,\n\
          \x20                                then remove the old one; without KEY, the key is read\n\
-         \x20                                from standard input (it stays out of `ps`)\n\n\
+         \x20                                from standard input (it stays out of `ps`)\n\
+         \x20 peer add|list|remove           devices without wesher (phones, laptops) routed through\n\
+         \x20                                this node; `add` prints their wg-quick configuration\n\n\
          Options (each can also be set by its environment variable; a flag beats the variable):\n",
     );
     for o in OPTS {
@@ -665,10 +705,12 @@ where
                 let first = !seen_command && raw.values.iter().all(Vec::is_empty);
                 match v.as_str() {
                     "agent" if first => seen_command = true,
-                    "status" | "key" if first => return parse_client(&v, &mut parser, &env),
+                    "status" | "key" | "peer" if first => {
+                        return parse_client(&v, &mut parser, &env)
+                    }
                     _ => {
                         return Err(ConfigError(format!(
-                            "unexpected argument {v:?} (commands: agent, status, key; see --help)"
+                            "unexpected argument {v:?} (commands: agent, status, key, peer; see --help)"
                         )))
                     }
                 }
@@ -690,6 +732,8 @@ fn parse_client(
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "wgoverlay".into());
     let mut json = false;
+    let mut prometheus = false;
+    let (mut public_key, mut overlay, mut qr) = (None, None, false);
     let mut words = Vec::new();
     while let Some(arg) = parser
         .next()
@@ -697,6 +741,14 @@ fn parse_client(
     {
         match arg {
             Arg::Long("json") if command == "status" => json = true,
+            Arg::Long("prometheus") if command == "status" => prometheus = true,
+            Arg::Long("qr") if command == "peer" => qr = true,
+            Arg::Long("public-key") if command == "peer" => {
+                public_key = Some(peer_value(parser, "public-key")?);
+            }
+            Arg::Long("overlay-addr") if command == "peer" => {
+                overlay = Some(peer_value(parser, "overlay-addr")?);
+            }
             Arg::Long("interface") => {
                 let v = parser
                     .value()
@@ -723,7 +775,46 @@ fn parse_client(
                 "unexpected argument {w:?} to `wesher status`"
             )));
         }
-        return Ok(Command::Status { interface, json });
+        if json && prometheus {
+            return Err(ConfigError(
+                "`wesher status`: --json and --prometheus exclude each other".into(),
+            ));
+        }
+        return Ok(Command::Status {
+            interface,
+            json,
+            prometheus,
+        });
+    }
+    if command == "peer" {
+        let action =
+            match words.as_slice() {
+                [a, name] if a == "add" => PeerAction::Add {
+                    name: name.clone(),
+                    public_key: public_key.take(),
+                    overlay: overlay.take(),
+                    qr,
+                },
+                [a] if a == "list" => PeerAction::List,
+                [a, name] if a == "remove" => PeerAction::Remove(name.clone()),
+                _ => return Err(ConfigError(
+                    "usage: wesher peer add NAME [--public-key KEY] [--overlay-addr IP] [--qr] \
+                     | peer list | peer remove NAME [--interface DEV]"
+                        .into(),
+                )),
+            };
+        if public_key.is_some()
+            || overlay.is_some()
+            || (qr && !matches!(action, PeerAction::Add { .. }))
+        {
+            return Err(ConfigError(
+                "--public-key, --overlay-addr and --qr are for `wesher peer add`".into(),
+            ));
+        }
+        if let PeerAction::Add { name, .. } | PeerAction::Remove(name) = &action {
+            validate_node_name(name).map_err(|e| ConfigError(format!("device {e}")))?;
+        }
+        return Ok(Command::Peer { interface, action });
     }
     let usage = || {
         ConfigError(
@@ -764,6 +855,13 @@ fn parse_client(
     })
 }
 
+fn peer_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, ConfigError> {
+    let v = parser
+        .value()
+        .map_err(|_| ConfigError(format!("missing value for --{flag}")))?;
+    utf8(v, flag)
+}
+
 /// Parses the process's own arguments and environment.
 pub fn parse_process() -> Result<Command, ConfigError> {
     parse_from(std::env::args_os().skip(1), |name| {
@@ -788,6 +886,29 @@ fn effective<'a>(
     }
     opt.default
         .map(|d| (Source::Default(opt.long), vec![d.to_string()]))
+}
+
+/// A comma-separated list of networks (flag given several times, or one variable), each checked
+/// by `check`; errors name the source and the entry.
+fn cidr_list(
+    raw: &Raw,
+    env: &dyn Fn(&str) -> Option<String>,
+    long: &str,
+    check: impl Fn(&Cidr) -> Result<(), String>,
+) -> Result<Vec<Cidr>, ConfigError> {
+    let mut nets = Vec::new();
+    if let Some((src, values)) = effective(raw, env, long) {
+        for v in &values {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let net = item
+                    .parse::<Cidr>()
+                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                check(&net).map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
+                nets.push(net);
+            }
+        }
+    }
+    Ok(nets)
 }
 
 fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -936,40 +1057,20 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         "gossip-profile",
     )?;
 
-    let mut routed_nets = Vec::new();
-    if let Some((src, values)) = effective(raw, env, "routed-net") {
-        for v in &values {
-            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let net = item
-                    .parse::<Cidr>()
-                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
-                if net.network() != net.addr() {
-                    return Err(ConfigError(format!(
-                        "{src} {item:?}: host bits are set (did you mean {}/{}?)",
-                        net.network(),
-                        net.prefix_len()
-                    )));
-                }
-                if net.overlaps(&overlay_net) {
-                    return Err(ConfigError(format!(
-                        "{src} {item:?} overlaps the overlay network {overlay_net}"
-                    )));
-                }
-                routed_nets.push(net);
-            }
+    let routed_nets = cidr_list(raw, env, "routed-net", |net| {
+        if net.network() != net.addr() {
+            return Err(format!(
+                "host bits are set (did you mean {}/{}?)",
+                net.network(),
+                net.prefix_len()
+            ));
         }
-    }
-    let mut accept_routed_nets = Vec::new();
-    if let Some((src, values)) = effective(raw, env, "accept-routed-nets") {
-        for v in &values {
-            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let net = item
-                    .parse::<Cidr>()
-                    .map_err(|e| ConfigError(format!("{src} {item:?}: {e}")))?;
-                accept_routed_nets.push(net);
-            }
+        if net.overlaps(&overlay_net) {
+            return Err(format!("overlaps the overlay network {overlay_net}"));
         }
-    }
+        Ok(())
+    })?;
+    let accept_routed_nets = cidr_list(raw, env, "accept-routed-nets", |_| Ok(()))?;
     let overlay_addr = one(raw, env, "overlay-addr", |s| {
         let a = ip(s)?;
         if !overlay_net.contains(a) {
@@ -984,6 +1085,8 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         }
         Ok(a)
     })?;
+
+    let on_change = one(raw, env, "on-change", |s| Ok(PathBuf::from(s)))?;
 
     Ok(Config {
         cluster_key,
@@ -1008,6 +1111,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
         routed_nets,
         accept_routed_nets,
         overlay_addr,
+        on_change,
         warnings,
     })
 }
@@ -1507,15 +1611,27 @@ mod tests {
             c,
             Command::Status {
                 interface: "wg1".into(),
-                json: true
+                json: true,
+                prometheus: false
             }
         );
+        let c = parse_env(&["status", "--prometheus"], &[]).unwrap();
+        assert!(matches!(
+            c,
+            Command::Status {
+                prometheus: true,
+                json: false,
+                ..
+            }
+        ));
+        assert!(error(&["status", "--prometheus", "--json"], &[]).contains("exclude"));
         let c = parse_env(&["status"], &[("WESHER_INTERFACE", "wg2")]).unwrap();
         assert_eq!(
             c,
             Command::Status {
                 interface: "wg2".into(),
-                json: false
+                json: false,
+                prometheus: false
             }
         );
         let c = parse_env(&["key", "use", KEY], &[]).unwrap();
@@ -1532,15 +1648,32 @@ mod tests {
             Ok(Command::KeyGenerate)
         );
         assert!(error(&["key", "generate", KEY], &[]).contains("usage: wesher key"));
+        let c = parse_env(
+            &["peer", "add", "phone", "--overlay-addr", "10.1.2.3", "--qr"],
+            &[],
+        );
         assert_eq!(
-            parse_env(&["key", "install"], &[]).unwrap(),
-            Command::Key {
+            c.unwrap(),
+            Command::Peer {
                 interface: "wgoverlay".into(),
-                action: KeyAction::Install,
-                key: None
+                action: PeerAction::Add {
+                    name: "phone".into(),
+                    public_key: None,
+                    overlay: Some("10.1.2.3".into()),
+                    qr: true
+                }
             }
         );
-        assert!(error(&["key", "use", KEY, "x"], &[]).contains("usage: wesher key"));
+        assert!(matches!(
+            parse_env(&["peer", "remove", "phone"], &[]),
+            Ok(Command::Peer {
+                action: PeerAction::Remove(_),
+                ..
+            })
+        ));
+        assert!(error(&["peer", "list", "--qr"], &[]).contains("for `wesher peer add`"));
+        assert!(error(&["peer", "add"], &[]).contains("usage: wesher peer"));
+        assert!(error(&["peer", "add", "a#b"], &[]).contains("device node name"));
         assert!(error(&["key", "rotate", KEY], &[]).contains("unknown key action"));
         assert!(error(&["key", "install", "short"], &[]).contains("key:"));
         assert!(error(&["status", "--frob"], &[]).contains("unknown flag --frob"));

@@ -36,6 +36,14 @@ pub enum Request {
     KeyInstall(String),
     KeyUse(String),
     KeyRemove(String),
+    /// A device without wesher: name, public key, overlay address set by hand.
+    PeerAdd {
+        name: String,
+        public_key: String,
+        overlay: Option<String>,
+    },
+    PeerList,
+    PeerRemove(String),
 }
 
 impl Request {
@@ -46,6 +54,15 @@ impl Request {
             ["key", "install", k] => Ok(Request::KeyInstall(k.to_string())),
             ["key", "use", k] => Ok(Request::KeyUse(k.to_string())),
             ["key", "remove", k] => Ok(Request::KeyRemove(k.to_string())),
+            ["peer", "add", name, key, overlay @ ..] if overlay.len() <= 1 => {
+                Ok(Request::PeerAdd {
+                    name: name.to_string(),
+                    public_key: key.to_string(),
+                    overlay: overlay.first().map(|s| s.to_string()),
+                })
+            }
+            ["peer", "list"] => Ok(Request::PeerList),
+            ["peer", "remove", name] => Ok(Request::PeerRemove(name.to_string())),
             _ => Err(format!("unknown request {line:?}")),
         }
     }
@@ -56,6 +73,16 @@ impl Request {
             Request::KeyInstall(k) => format!("key install {k}"),
             Request::KeyUse(k) => format!("key use {k}"),
             Request::KeyRemove(k) => format!("key remove {k}"),
+            Request::PeerAdd {
+                name,
+                public_key,
+                overlay,
+            } => format!(
+                "peer add {name} {public_key} {}",
+                overlay.as_deref().unwrap_or_default()
+            ),
+            Request::PeerList => "peer list".into(),
+            Request::PeerRemove(name) => format!("peer remove {name}"),
         }
     }
 }
@@ -86,6 +113,8 @@ pub struct Status {
     pub interface: String,
     pub node: MemberStatus,
     pub members: Vec<MemberStatus>,
+    /// For `--prometheus`.
+    pub counters: crate::metrics::Counters,
 }
 
 impl Status {
@@ -402,6 +431,18 @@ mod tests {
             Request::KeyInstall("abc=".into()),
             Request::KeyUse("abc=".into()),
             Request::KeyRemove("abc=".into()),
+            Request::PeerAdd {
+                name: "phone".into(),
+                public_key: "abc=".into(),
+                overlay: None,
+            },
+            Request::PeerAdd {
+                name: "phone".into(),
+                public_key: "abc=".into(),
+                overlay: Some("10.1.2.3".into()),
+            },
+            Request::PeerList,
+            Request::PeerRemove("phone".into()),
         ] {
             assert_eq!(Request::parse(&r.line()), Ok(r));
         }
@@ -443,6 +484,7 @@ mod tests {
             interface: "wgoverlay".into(),
             node: m.clone(),
             members: vec![m, evil],
+            counters: Default::default(),
         };
         let json = miniserde::json::to_string(&s);
         assert!(json.starts_with(r#"{"version":1,"#), "{json}");

@@ -6,7 +6,7 @@
 //! turn into O(N^2) full-state transfers): a few targets per round, a backoff per address that
 //! grows while the address keeps failing, and a cap on join streams in flight.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,8 @@ pub struct Scheduler {
     /// A lookup is out: its result is for the first join, or for a re-join round.
     resolving: Option<Kind>,
     next_rejoin: Instant,
-    in_flight: BTreeMap<SocketAddr, Kind>,
+    /// Join streams open, at most `MAX_IN_FLIGHT`.
+    in_flight: Vec<(SocketAddr, Kind)>,
     backoffs: BTreeMap<SocketAddr, AddrBackoff>,
     /// Addresses of members that failed, with when: memberlist forgets dead members after a
     /// while, but the other half of a split cluster must still be found once the cut heals.
@@ -109,7 +110,7 @@ impl Scheduler {
             retry_in: None,
             resolving: None,
             next_rejoin: now + REJOIN_INTERVAL,
-            in_flight: BTreeMap::new(),
+            in_flight: Vec::new(),
             backoffs: BTreeMap::new(),
             failed: BTreeMap::new(),
         }
@@ -176,7 +177,7 @@ impl Scheduler {
             Kind::First => {
                 addrs.sort();
                 addrs.dedup();
-                addrs.retain(|a| !self.in_flight.contains_key(a));
+                addrs.retain(|a| !self.is_in_flight(a));
                 if addrs.is_empty() {
                     self.retry_first(now);
                     return None;
@@ -194,7 +195,8 @@ impl Scheduler {
 
     /// A join push-pull ended. Returns which kind it was (None: not one of ours).
     pub fn result(&mut self, now: Instant, addr: SocketAddr, ok: bool) -> Option<Kind> {
-        let kind = self.in_flight.remove(&addr)?;
+        let at = self.in_flight.iter().position(|(a, _)| *a == addr)?;
+        let (_, kind) = self.in_flight.swap_remove(at);
         if ok {
             self.backoffs.remove(&addr);
             self.failed.remove(&addr);
@@ -215,7 +217,7 @@ impl Scheduler {
             if let Phase::FirstRunning { succeeded } = &mut self.phase {
                 *succeeded |= ok;
             }
-            let first_left = self.in_flight.values().any(|k| *k == Kind::First);
+            let first_left = self.in_flight.iter().any(|(_, k)| *k == Kind::First);
             if let (Phase::FirstRunning { succeeded }, false) = (self.phase, first_left) {
                 if succeeded {
                     self.phase = Phase::Done;
@@ -276,11 +278,11 @@ impl Scheduler {
             .chain(self.failed.keys())
             .chain(configured)
             .copied()
-            .filter(|a| !view.alive.contains(a) && !self.in_flight.contains_key(a))
+            .filter(|a| !view.alive.contains(a) && !self.is_in_flight(a))
             .filter(|a| self.backoffs.get(a).is_none_or(|b| b.next <= now))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
+        lost.sort();
+        lost.dedup();
         // Never tried first, then the longest waiting.
         lost.sort_by_key(|a| self.backoffs.get(a).map(|b| b.next));
         let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight.len());
@@ -288,12 +290,16 @@ impl Scheduler {
         self.start(&lost, Kind::Rejoin)
     }
 
+    fn is_in_flight(&self, addr: &SocketAddr) -> bool {
+        self.in_flight.iter().any(|(a, _)| a == addr)
+    }
+
     fn start(&mut self, addrs: &[SocketAddr], kind: Kind) -> Option<Action> {
         if addrs.is_empty() {
             return None;
         }
         for a in addrs {
-            self.in_flight.insert(*a, kind);
+            self.in_flight.push((*a, kind));
         }
         Some(Action::Join(addrs.to_vec()))
     }
@@ -440,7 +446,7 @@ mod tests {
                 }
                 s.result(now, a, false);
             }
-            let late: Vec<SocketAddr> = s.in_flight.keys().copied().collect();
+            let late: Vec<SocketAddr> = s.in_flight.iter().map(|(a, _)| *a).collect();
             for a in late {
                 if tried[&a]
                     .last()

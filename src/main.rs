@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use wesher::agent;
-use wesher::config::{self, Command, KeyAction};
+use wesher::config::{self, Command, KeyAction, PeerAction};
 use wesher::control::{self, Request, Status};
 use wesher::logging;
+use wesher::wireguard::Key;
 
 fn main() -> ExitCode {
     // No core dumps and no ptrace by other users' processes: memory holds the keys.
@@ -24,7 +25,11 @@ fn main() -> ExitCode {
             println!("wesher {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Status { interface, json } => {
+        Command::Status {
+            interface,
+            json,
+            prometheus,
+        } => {
             let reply = match control::ask(&control::socket_path(&interface), &Request::Status) {
                 Ok(r) => r,
                 Err(e) => return fatal(&e),
@@ -34,6 +39,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             match miniserde::json::from_str::<Status>(&reply) {
+                Ok(status) if prometheus => {
+                    print!("{}", wesher::metrics::render(&status));
+                    ExitCode::SUCCESS
+                }
                 Ok(status) => {
                     print!("{}", status.render());
                     ExitCode::SUCCESS
@@ -41,6 +50,10 @@ fn main() -> ExitCode {
                 Err(_) => fatal(&format!("the agent sent an unreadable status: {reply:?}")),
             }
         }
+        Command::Peer { interface, action } => match peer(&interface, action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fatal(&e),
+        },
         Command::KeyGenerate => match wesher::state::generate_key() {
             Ok(key) => {
                 println!("{}", wesher::base64::encode(&key));
@@ -82,6 +95,70 @@ fn main() -> ExitCode {
                 Err(e) => fatal(&e),
             }
         }
+    }
+}
+
+/// `wesher peer ...`. A device's key pair is made here, so its private key never reaches the
+/// agent: it is printed once, in the configuration, and kept nowhere.
+fn peer(interface: &str, action: PeerAction) -> Result<(), String> {
+    let socket = control::socket_path(interface);
+    let (request, private, qr) = match action {
+        PeerAction::Add {
+            name,
+            public_key,
+            overlay,
+            qr,
+        } => {
+            let (public_key, private) = match public_key {
+                Some(k) => (
+                    Key::from_base64(&k).map_err(|e| format!("--public-key: {e}"))?,
+                    None,
+                ),
+                None => {
+                    let private = Key::generate().map_err(|e| e.to_string())?;
+                    (private.public_key(), Some(private))
+                }
+            };
+            let public_key = public_key.to_base64();
+            let request = Request::PeerAdd {
+                name,
+                public_key,
+                overlay,
+            };
+            (request, private, qr)
+        }
+        PeerAction::List => (Request::PeerList, None, false),
+        PeerAction::Remove(name) => (Request::PeerRemove(name), None, false),
+    };
+    let mut reply = control::ask(&socket, &request)?;
+    if let Some(private) = &private {
+        reply = wesher::devices::with_private_key(&reply, private);
+    }
+    print!("{reply}");
+    if qr {
+        qrencode(&reply)?;
+    }
+    Ok(())
+}
+
+/// The configuration as a QR code in the terminal, by the `qrencode` program.
+fn qrencode(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("qrencode")
+        .args(["-t", "ansiutf8"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("--qr needs the qrencode program: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("qrencode: {e}"))?;
+    }
+    match child.wait() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("qrencode: {s}")),
+        Err(e) => Err(format!("qrencode: {e}")),
     }
 }
 

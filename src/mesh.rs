@@ -179,6 +179,7 @@ impl Mesh {
             .iter()
             .map(|p| (p.name.clone(), p.endpoint.ip()))
             .collect();
+        let overlays: Vec<IpAddr> = want.iter().map(|p| p.overlay).collect();
         let mut accepted: BTreeMap<String, Peer> = BTreeMap::new();
         for mut peer in want {
             let holder = if peer.overlay == local.overlay {
@@ -206,7 +207,9 @@ impl Mesh {
                     refused.push((peer.name.clone(), Refused::Unsafe { net, why }));
                     continue;
                 }
-                let holder = if net.overlaps(&local.overlay_net) {
+                let holder = if net.overlaps(&local.overlay_net)
+                    && !is_device_route(&net, local, &overlays)
+                {
                     Some("the overlay network".to_string())
                 } else if local.routed.iter().any(|n| n.overlaps(&net)) {
                     Some("this node".to_string())
@@ -273,6 +276,13 @@ impl Mesh {
     pub fn hosts_entries(&self) -> Vec<(IpAddr, String)> {
         hosts_entries(&self.peers)
     }
+}
+
+/// A device without wesher behind a member (`wesher peer add`): a host route inside the
+/// overlay network to an address no member and not this node holds.
+fn is_device_route(net: &Cidr, local: &Local, overlays: &[IpAddr]) -> bool {
+    let ip = net.network();
+    net.prefix_len() == host_prefix(ip) && ip != local.overlay && !overlays.contains(&ip)
 }
 
 fn hosts_entries(peers: &BTreeMap<String, Peer>) -> Vec<(IpAddr, String)> {
@@ -472,6 +482,23 @@ mod tests {
             vec!["172.16.0.0/16".parse().unwrap()]
         );
         assert_eq!(mesh.peers().count(), 2);
+    }
+
+    #[test]
+    fn device_host_routes_inside_the_overlay_pass_unless_an_address_is_held() {
+        let mut mesh = Mesh::default();
+        let mut b = peer("b", "10.0.0.2", 1);
+        b.routed = ["10.7.7.7/32", "10.0.0.3/32", "10.0.0.1/32", "10.8.0.0/16"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let r = mesh.accept(vec![b, peer("a", "10.0.0.3", 2)], &local());
+        assert_eq!(
+            mesh.get("b").unwrap().routed,
+            vec!["10.7.7.7/32".parse().unwrap()]
+        );
+        assert_eq!(holders(&r.refused), vec!["the overlay network"; 3]);
+        assert!(mesh.routes().contains(&net("10.7.7.7/32")));
     }
 
     #[test]

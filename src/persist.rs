@@ -77,6 +77,8 @@ mod tests {
 
     fn state(nodes: &[&str]) -> State {
         State {
+            devices: Vec::new(),
+            wireguard_key: None,
             cluster_key: Some([1; 32]),
             extra_keys: Vec::new(),
             nodes: nodes

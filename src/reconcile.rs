@@ -5,7 +5,6 @@
 //! system shows it, so a failed change, a restarted wireguard-go, a recreated link or a hand
 //! edit all show up as a difference at the next observation and are repaired.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::wireguard::{Key, PeerChange, PeerConfig, PeerStatus};
@@ -68,7 +67,7 @@ pub enum Change {
 pub fn plan(
     desired: &Desired,
     observed: &Observed,
-    endpoints: &BTreeMap<Key, SocketAddr>,
+    endpoints: &[(Key, SocketAddr)],
 ) -> Vec<Change> {
     let Some(link) = observed.link else {
         return vec![Change::CreateLink];
@@ -111,7 +110,7 @@ pub fn plan(
                 !same_nets(&have.allowed_ips, &want.allowed_ips)
                     || have.persistent_keepalive != want.persistent_keepalive
                     || (want.endpoint.is_some() && have.endpoint.is_none())
-                    || endpoints.get(&want.public_key) != want.endpoint.as_ref()
+                    || endpoint_set(endpoints, &want.public_key) != want.endpoint.as_ref()
             }
         };
         if stale {
@@ -136,6 +135,11 @@ pub fn plan(
             .map(|r| Change::AddRoute(*r)),
     );
     out
+}
+
+/// The endpoint we last set for a peer.
+fn endpoint_set<'e>(endpoints: &'e [(Key, SocketAddr)], key: &Key) -> Option<&'e SocketAddr> {
+    endpoints.iter().find(|(k, _)| k == key).map(|(_, e)| e)
 }
 
 fn same_nets(a: &[Net], b: &[Net]) -> bool {
@@ -188,7 +192,7 @@ mod tests {
     }
 
     /// The system once everything desired is applied.
-    fn applied(d: &Desired) -> (Observed, BTreeMap<Key, SocketAddr>) {
+    fn applied(d: &Desired) -> (Observed, Vec<(Key, SocketAddr)>) {
         let observed = Observed {
             link: Some(LinkState {
                 index: 7,
@@ -250,7 +254,7 @@ mod tests {
     fn a_missing_link_is_created_first_and_a_silent_daemon_waits() {
         let d = desired();
         assert_eq!(
-            plan(&d, &Observed::default(), &BTreeMap::new()),
+            plan(&d, &Observed::default(), &[]),
             vec![Change::CreateLink]
         );
         let (mut o, e) = applied(&d);
@@ -287,7 +291,7 @@ mod tests {
         o.peers[0].endpoint = Some("198.51.100.7:40000".parse().unwrap());
         assert_eq!(plan(&d, &o, &e), Vec::new());
         // The member moved: membership gives another address than the one we set.
-        e.insert(d.peers[0].public_key, "192.0.2.99:51820".parse().unwrap());
+        e[0].1 = "192.0.2.99:51820".parse().unwrap();
         assert_eq!(
             plan(&d, &o, &e),
             vec![Change::Peers(vec![PeerChange::Upsert(d.peers[0].clone())])]

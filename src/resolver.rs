@@ -2,10 +2,10 @@
 //! resolver's timeouts (seconds, or more with a dead uplink), so one helper thread does them
 //! and hands the answers back through a `mio::Waker`. IP literals never reach the thread.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use mio::{Registry, Token, Waker};
@@ -20,36 +20,41 @@ pub struct Answer {
     pub errors: Vec<String>,
 }
 
+/// Both directions in one lock (a plain queue each way: smaller code than channels).
+#[derive(Default)]
+struct Queues {
+    requests: VecDeque<Vec<(String, u16)>>,
+    answers: VecDeque<Answer>,
+    /// The agent is gone: the thread ends.
+    closed: bool,
+}
+
+type Shared = Arc<(Mutex<Queues>, Condvar)>;
+
 pub struct Resolver {
-    requests: Sender<Vec<(String, u16)>>,
-    answers: Receiver<Answer>,
+    shared: Shared,
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.shared;
+        if let Ok(mut q) = lock.lock() {
+            q.closed = true;
+        }
+        wake.notify_one();
+    }
 }
 
 impl Resolver {
     /// Starts the helper thread; its answers wake the loop with `token`.
     pub fn start(registry: &Registry, token: Token) -> io::Result<Resolver> {
-        let waker = Arc::new(Waker::new(registry, token)?);
-        let (requests, inbox) = mpsc::channel::<Vec<(String, u16)>>();
-        let (outbox, answers) = mpsc::channel();
+        let waker = Waker::new(registry, token)?;
+        let shared: Shared = Arc::default();
+        let theirs = Arc::clone(&shared);
         thread::Builder::new()
             .name("resolver".into())
-            .spawn(move || {
-                // Ends when the agent drops its `Resolver`.
-                for targets in inbox {
-                    let mut answer = Answer::default();
-                    for (host, port) in targets {
-                        match resolve(&host, port) {
-                            Ok(found) => answer.addrs.extend(found),
-                            Err(e) => answer.errors.push(format!("{host}: {e}")),
-                        }
-                    }
-                    if outbox.send(answer).is_err() {
-                        return;
-                    }
-                    let _ = waker.wake();
-                }
-            })?;
-        Ok(Resolver { requests, answers })
+            .spawn(move || serve(&theirs, &waker))?;
+        Ok(Resolver { shared })
     }
 
     /// Literals are answered at once (`Ok`); names go to the thread (`Err` with the literals
@@ -67,16 +72,55 @@ impl Resolver {
         if names.is_empty() {
             return Ok(now);
         }
-        if self.requests.send(names).is_err() {
-            now.errors.push("the resolver thread is gone".into());
-            return Ok(now);
+        let (lock, wake) = &*self.shared;
+        match lock.lock() {
+            Ok(mut q) => q.requests.push_back(names),
+            Err(_) => {
+                now.errors.push("the resolver thread is gone".into());
+                return Ok(now);
+            }
         }
+        wake.notify_one();
         Err(now)
     }
 
     /// The next answer from the thread, if one came.
     pub fn poll(&self) -> Option<Answer> {
-        self.answers.try_recv().ok()
+        self.shared.0.lock().ok()?.answers.pop_front()
+    }
+}
+
+/// The thread: one lookup after another until the agent drops its `Resolver`.
+fn serve(shared: &Shared, waker: &Waker) {
+    let (lock, wake) = &**shared;
+    loop {
+        let targets = {
+            let Ok(mut q) = lock.lock() else { return };
+            loop {
+                if q.closed {
+                    return;
+                }
+                if let Some(t) = q.requests.pop_front() {
+                    break t;
+                }
+                q = match wake.wait(q) {
+                    Ok(q) => q,
+                    Err(_) => return,
+                };
+            }
+        };
+        let mut answer = Answer::default();
+        for (host, port) in targets {
+            match resolve(&host, port) {
+                Ok(found) => answer.addrs.extend(found),
+                Err(e) => answer.errors.push(format!("{host}: {e}")),
+            }
+        }
+        match lock.lock() {
+            Ok(mut q) => q.answers.push_back(answer),
+            Err(_) => return,
+        }
+        let _ = waker.wake();
     }
 }
 

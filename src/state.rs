@@ -12,6 +12,7 @@
 //! Saving is atomic (temp file, fsync, rename, fsync of the directory); directory 0700, file 0600.
 
 use crate::base64;
+use crate::devices::Device;
 use crate::fsutil::{self, Attrs, FsError};
 use miniserde::json::{self, Value};
 use miniserde::Serialize;
@@ -19,6 +20,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+
+use crate::wireguard::Key;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/wesher";
 /// v0.2's single state file, read when the per-interface file is missing.
@@ -41,6 +44,11 @@ pub struct State {
     /// `ClusterKeys`, a field Go wesher ignores.
     pub extra_keys: Vec<[u8; KEY_LEN]>,
     pub nodes: Vec<StoredNode>,
+    /// Devices without wesher (`wesher peer add`), stored as `Devices`, a field Go wesher ignores.
+    pub devices: Vec<Device>,
+    /// This node's WireGuard private key, kept (as `WireGuardKey`) only while it has devices:
+    /// their configurations name its public key, which must survive restarts.
+    pub wireguard_key: Option<Key>,
 }
 
 /// A state file that was found and parsed.
@@ -170,11 +178,31 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateErr
         }
         Some(_) => return Err(corrupt(path, "Nodes is not an array")),
     }
+    let mut devices = Vec::new();
+    if let Some(Value::Array(items)) = top.get("Devices") {
+        for (i, item) in items.iter().enumerate() {
+            match parse_device(item) {
+                Ok(d) => devices.push(d),
+                Err(why) => warnings.push(format!(
+                    "state file {}: ignoring Devices[{i}]: {why}",
+                    path.display()
+                )),
+            }
+        }
+    }
+    let wireguard_key = match top.get("WireGuardKey") {
+        Some(Value::String(s)) => {
+            Some(Key::from_base64(s).map_err(|e| corrupt(path, format!("WireGuardKey {e}")))?)
+        }
+        _ => None,
+    };
     Ok((
         State {
             cluster_key,
             extra_keys,
             nodes,
+            devices,
+            wireguard_key,
         },
         warnings,
     ))
@@ -203,6 +231,33 @@ fn parse_node(item: &Value) -> Result<StoredNode, String> {
     };
     // OverlayAddr ("" in v0.3, an {IP, Mask} object in v0.2) and PubKey are not needed to rejoin.
     Ok(StoredNode { name, addr, meta })
+}
+
+fn parse_device(item: &Value) -> Result<Device, String> {
+    let field = |name: &str| match item {
+        Value::Object(obj) => match obj.get(name) {
+            Some(Value::String(s)) => Ok(s.as_str()),
+            _ => Err(format!("{name} missing or not a string")),
+        },
+        _ => Err("not an object".into()),
+    };
+    Ok(Device {
+        name: field("Name")?.into(),
+        public_key: Key::from_base64(field("PubKey")?).map_err(|e| format!("PubKey: {e}"))?,
+        overlay: field("OverlayAddr")?
+            .parse()
+            .map_err(|_| "OverlayAddr is not an IP address".to_string())?,
+    })
+}
+
+#[derive(Serialize)]
+struct DeviceOut {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "PubKey")]
+    pub_key: String,
+    #[serde(rename = "OverlayAddr")]
+    overlay_addr: String,
 }
 
 #[derive(Serialize)]
@@ -241,6 +296,32 @@ struct NodeOut<'a> {
 /// The JSON Go's `json.Marshal` would produce for the same state (Go's field order, v0.3 shape);
 /// `ClusterKeys` (primary first) only while extra keys are installed.
 pub fn render(state: &State) -> String {
+    let base = render_go(state);
+    if state.devices.is_empty() {
+        return base;
+    }
+    let devices: Vec<DeviceOut> = state
+        .devices
+        .iter()
+        .map(|d| DeviceOut {
+            name: d.name.clone(),
+            pub_key: d.public_key.to_base64(),
+            overlay_addr: d.overlay.to_string(),
+        })
+        .collect();
+    let key = state
+        .wireguard_key
+        .map(|k| format!(",\"WireGuardKey\":\"{}\"", k.to_base64()))
+        .unwrap_or_default();
+    // The object's closing brace goes after the extra fields.
+    format!(
+        "{},\"Devices\":{}{key}}}",
+        base.strip_suffix('}').unwrap_or(&base),
+        json::to_string(&devices)
+    )
+}
+
+fn render_go(state: &State) -> String {
     let cluster_key = state.cluster_key.map(|k| base64::encode(&k));
     let nodes = state
         .nodes
@@ -423,6 +504,8 @@ mod tests {
     #[test]
     fn render_round_trips_in_gos_shape() {
         let state = State {
+            devices: Vec::new(),
+            wireguard_key: None,
             cluster_key: Some(key()),
             extra_keys: Vec::new(),
             nodes: vec![StoredNode {
@@ -449,6 +532,8 @@ mod tests {
     #[test]
     fn names_with_quotes_survive() {
         let state = State {
+            devices: Vec::new(),
+            wireguard_key: None,
             cluster_key: None,
             extra_keys: Vec::new(),
             nodes: vec![StoredNode {
@@ -520,6 +605,8 @@ mod tests {
         assert_eq!(loaded.state.cluster_key, Some(key()));
 
         let other = State {
+            devices: Vec::new(),
+            wireguard_key: None,
             cluster_key: Some([9; 32]),
             extra_keys: Vec::new(),
             nodes: vec![],
@@ -557,6 +644,8 @@ mod tests {
         let dir = TempDir::new("state-save");
         let state_dir = dir.path().join("nested").join("wesher");
         let state = State {
+            devices: Vec::new(),
+            wireguard_key: None,
             cluster_key: Some(key()),
             extra_keys: Vec::new(),
             nodes: vec![],
@@ -607,6 +696,8 @@ mod tests {
     #[test]
     fn keyring_of_a_rotation_round_trips_and_plain_state_stays_go_shaped() {
         let plain = State {
+            devices: Vec::new(),
+            wireguard_key: None,
             cluster_key: Some([1; 32]),
             extra_keys: Vec::new(),
             nodes: Vec::new(),
@@ -623,5 +714,31 @@ mod tests {
         assert_eq!(back, rotating);
         let err = parse(br#"{"ClusterKeys": ["short"]}"#, Path::new("x.json")).unwrap_err();
         assert!(err.to_string().contains("ClusterKeys[0]"), "{err}");
+    }
+
+    #[test]
+    fn devices_and_our_wireguard_key_round_trip_after_the_go_fields() {
+        let state = State {
+            cluster_key: Some([1; 32]),
+            devices: vec![Device {
+                name: "phone".into(),
+                public_key: Key([4; 32]),
+                overlay: "10.1.2.3".parse().unwrap(),
+            }],
+            wireguard_key: Some(Key([5; 32])),
+            ..State::default()
+        };
+        let text = render(&state);
+        assert!(text.starts_with(r#"{"ClusterKey":"#), "{text}");
+        assert!(
+            text.contains(r#","Devices":[{"Name":"phone","PubKey":"#),
+            "{text}"
+        );
+        let (back, warnings) = parse(text.as_bytes(), Path::new("x.json")).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(back, state);
+        let bad = br#"{"Devices":[{"Name":"x","PubKey":"short","OverlayAddr":"10.0.0.1"}]}"#;
+        let (back, warnings) = parse(bad, Path::new("x.json")).unwrap();
+        assert!(back.devices.is_empty() && warnings[0].contains("Devices[0]"));
     }
 }

@@ -1,7 +1,6 @@
 //! The system side of the mesh: reads back what the kernel and the WireGuard daemon hold (the
 //! observed state) and applies the changes `reconcile::plan` asks for. It decides nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use log::{info, warn};
@@ -21,10 +20,10 @@ pub struct System {
     /// manager) makes it again; we cannot.
     userspace: bool,
     /// The endpoint we last set for each peer (see `reconcile::plan`).
-    endpoints: BTreeMap<Key, SocketAddr>,
+    endpoints: Vec<(Key, SocketAddr)>,
     /// Routes refused by the kernel because one to the same destination exists that is not
     /// ours: left alone, and logged once.
-    conflicts: BTreeSet<Net>,
+    conflicts: Vec<Net>,
     /// Whether "waiting for the daemon" was logged since the link was last seen.
     waiting_logged: bool,
     /// The device was (re)configured from scratch: its peers still hold sessions with our
@@ -44,8 +43,8 @@ impl System {
             wg: Some(wg),
             index: Some(index),
             private_key: zeroize::Zeroizing::new(private_key),
-            endpoints: BTreeMap::new(),
-            conflicts: BTreeSet::new(),
+            endpoints: Vec::new(),
+            conflicts: Vec::new(),
             waiting_logged: false,
             fresh: false,
         }
@@ -197,13 +196,14 @@ impl System {
                 }
                 self.wg()?.apply(peers)?;
                 for p in peers {
-                    match p {
-                        PeerChange::Upsert(c) => match c.endpoint {
-                            Some(e) => self.endpoints.insert(c.public_key, e),
-                            None => self.endpoints.remove(&c.public_key),
-                        },
-                        PeerChange::Remove(k) => self.endpoints.remove(k),
+                    let (key, endpoint) = match p {
+                        PeerChange::Upsert(c) => (c.public_key, c.endpoint),
+                        PeerChange::Remove(k) => (*k, None),
                     };
+                    self.endpoints.retain(|(k, _)| *k != key);
+                    if let Some(e) = endpoint {
+                        self.endpoints.push((key, e));
+                    }
                 }
                 Ok(())
             }
@@ -220,7 +220,7 @@ impl System {
                              routed through {}",
                             self.iface
                         );
-                        self.conflicts.insert((*ip, *len));
+                        self.conflicts.push((*ip, *len));
                         Ok(())
                     }
                     other => other,
@@ -229,7 +229,7 @@ impl System {
         }
     }
 
-    pub fn endpoints(&self) -> &BTreeMap<Key, SocketAddr> {
+    pub fn endpoints(&self) -> &[(Key, SocketAddr)] {
         &self.endpoints
     }
 

@@ -1,7 +1,6 @@
 //! Helpers for the "beyond Go wesher" end-to-end tests (tests/e2e_beyond.rs): starting meshes
 //! with per-node flags, waiting on pings, logs and `wg show dump`, and the extra namespaces
 //! (NAT, LANs, partitions) the harness in tests/common/netns.rs does not build itself.
-
 #![allow(dead_code)] // shared by several test binaries, each using a subset
 
 use std::collections::BTreeSet;

@@ -168,6 +168,12 @@ function checkPath(value) {
 	return value.startsWith('/') ? null : _('%s is not an absolute path').replace('%s', value);
 }
 
+// fw4 zone names: letters, digits and underscores, at most 11 characters (fw4's own limit).
+function checkZone(value) {
+	return /^[A-Za-z0-9_]{1,11}$/.test(value) ? null
+		: _('%s is not a firewall zone name (letters, digits, _; at most 11)').replace('%s', value);
+}
+
 // --- Glue to form options: LuCI calls validate(section_id, value) per value or list item. ---
 
 function validator(check) {
@@ -365,8 +371,6 @@ return view.extend({
 			only(checkKey), { password: true });
 		button(s, 'general', '_generate_key', _('New cluster key'), _('Generate'), generateKey);
 		button(s, 'general', '_copy_key', _('Copy the key'), _('Show and copy'), copyKey);
-		option(s, 'general', form.Value, 'cluster_key_file', _('Cluster key file'),
-			_('Read the key from this file (mode 0600) instead.'), only(checkPath));
 		option(s, 'general', form.DynamicList, 'join', _('Join'),
 			_('Nodes to join: host or IP, optional :port. Empty: the nodes in the state file.'),
 			only(checkJoin));
@@ -402,8 +406,12 @@ return view.extend({
 		option(s, 'network', form.Value, 'persistent_keepalive', _('Persistent keepalive'),
 			_('Seconds; for nodes behind NAT. 0 or empty: off.'), checkKeepalive);
 		option(s, 'network', form.Value, 'mtu', _('MTU'), null, checkMtu, { placeholder: '1420' });
-		option(s, 'network', form.Flag, 'firewall', _('Open the firewall'),
-			_('Accept the cluster and WireGuard ports from wan.'), null, { default: '1' });
+		option(s, 'network', form.Flag, 'open_firewall', _('Open the firewall'),
+			_('Accept the cluster and WireGuard ports from the zone below.'), null, { default: '1' });
+		option(s, 'network', form.Value, 'firewall_zone', _('Firewall zone of the uplink'),
+			_('Where other nodes reach this one from.'), only(checkZone), { placeholder: 'wan' });
+		option(s, 'network', form.Value, 'zone', _('Mesh firewall zone'),
+			_('A firewall zone for the mesh interface, created when missing; empty: none.'), only(checkZone));
 
 		const profile = option(s, 'advanced', form.ListValue, 'gossip_profile', _('Gossip profile'),
 			_('wan: Go wesher\'s timings; lan: faster failure detection.'));
@@ -416,6 +424,9 @@ return view.extend({
 			_('Leave the hosts file alone.'));
 		option(s, 'advanced', form.Value, 'hosts_file', _('Hosts file'),
 			_('Where the members\' names are written.'), only(checkPath));
+		option(s, 'advanced', form.Value, 'on_change', _('On change'),
+			_('Program run after each change of the mesh; empty: hotplug events for /etc/hotplug.d/wesher/.'),
+			only(checkPath), { placeholder: '/usr/libexec/wesher-hotplug' });
 		option(s, 'advanced', form.Value, 'state_dir', _('State directory'),
 			_('Cluster key and known nodes; on flash so that they survive a reboot.'),
 			only(checkPath), { placeholder: '/etc/wesher' });
