@@ -31,6 +31,11 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const WESHER: &str = env!("CARGO_BIN_EXE_wesher");
+/// The binary measured: WESHER_BENCH_BIN (a router build, e.g. target/cross/T/wesher), else
+/// this build's.
+fn wesher_bin() -> String {
+    std::env::var("WESHER_BENCH_BIN").unwrap_or_else(|_| WESHER.to_string())
+}
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const IFACE: &str = "wgoverlay";
 const POLL: Duration = Duration::from_millis(10);
@@ -136,7 +141,7 @@ impl Node {
         let log = fs::File::create(self.dir.join(format!("wesher-{name}.log")))
             .map_err(|e| e.to_string())?;
         let _ = fs::remove_dir_all(self.dir.join("state"));
-        let mut c = self.cmd(WESHER);
+        let mut c = self.cmd(&wesher_bin());
         c.args([
             "--cluster-key",
             KEY,
@@ -819,6 +824,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    println!("binary: {}", wesher_bin());
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod base64;
 pub mod config;
 pub mod control;
+pub mod crc32;
 pub mod desired;
 pub mod devices;
 pub mod fsutil;

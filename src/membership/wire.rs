@@ -231,7 +231,7 @@ fn compound_parts(body: &[u8]) -> Result<(Vec<&[u8]>, usize), WireError> {
 pub fn with_crc(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(CRC_OVERHEAD + payload.len());
     out.push(kind::HAS_CRC);
-    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    out.extend_from_slice(&crate::crc32::hash(payload).to_be_bytes());
     out.extend_from_slice(payload);
     out
 }
@@ -244,7 +244,7 @@ fn strip_crc(buf: &[u8]) -> Result<&[u8], WireError> {
     let header = buf.get(1..CRC_OVERHEAD).ok_or(WireError::Truncated)?;
     let expected = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     let payload = &buf[CRC_OVERHEAD..];
-    let actual = crc32fast::hash(payload);
+    let actual = crate::crc32::hash(payload);
     if expected != actual {
         return Err(WireError::Crc { expected, actual });
     }

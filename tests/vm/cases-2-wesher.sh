@@ -14,6 +14,7 @@ if [ -n "$AGENT" ]; then
     case_add wesher/mesh-forms 240 wesher_mesh_forms
     case_add wesher/ping-by-hostname 180 wesher_ping_by_hostname
     case_add wesher/wg-show-agrees 120 wesher_wg_show_agrees
+    case_add wesher/footprint-idle 180 wesher_footprint_idle
     case_add wesher/status-lists-peers 60 wesher_status_lists_peers
     case_add wesher/restart-new-key 240 wesher_restart_new_key
     case_add wesher/leave-removes-peer 180 wesher_leave_removes_peer
@@ -256,6 +257,27 @@ wesher_simultaneous_start() {
     wait_full_mesh 120 $WG_IFACE $NODES
     wait_for 30 "node1 pings node2 by name" in_node 1 $PING -c1 -W2 node2
     wait_for 30 "node1 pings node3 by name" in_node 1 $PING -c1 -W2 node3
+}
+
+# node1's footprint after 60 s idle in the three-node mesh, as one VM-FOOTPRINT line for
+# BENCHMARKS.md (the host collects them): stripped binary size, RSS and peak RSS, threads, open
+# file descriptors, and CPU time over that minute as a ratio of it (emulated: compare only
+# against other figures taken here).
+wesher_footprint_idle() {
+    pid=$(cat /tmp/node1.pid)
+    ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+    before=$(ticks)
+    sleep 60
+    after=$(ticks)
+    running node1 || fail "node1 exited while idle"
+    rss=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$pid/status")
+    hwm=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$pid/status")
+    threads=$(awk '$1 == "Threads:" {print $2}' "/proc/$pid/status")
+    fds=$(ls "/proc/$pid/fd" | wc -l)
+    # USER_HZ is 100 on every Linux architecture.
+    cpu=$(awk -v t=$((after - before)) 'BEGIN { printf "%.4f", t / 100 / 60 }')
+    [ -n "$rss" ] && [ -n "$hwm" ] && [ "$fds" -gt 0 ] || fail "cannot read /proc/$pid"
+    report "VM-FOOTPRINT $ARCH size=$(wc -c <$WESHER) rss_kib=$rss peak_rss_kib=$hwm threads=$threads fds=$fds cpu_per_idle_s=$cpu"
 }
 
 # Without --join a node joins the nodes its state file lists (SPEC 2, resume).

@@ -9,6 +9,8 @@ for t in /tests/bin/*; do
 done
 
 cargo_test() { # NAME
+    # The tests need these loaded (ip tuntap opens /dev/net/tun), also when run alone.
+    must modprobe -a wireguard veth bridge tun
     WESHER_EXPECT_KERNEL_WG=1 RUST_BACKTRACE=1 "/tests/bin/$1" --test-threads=1 >/tmp/cargo-test.out 2>&1
     rc=$?
     cat /tmp/cargo-test.out

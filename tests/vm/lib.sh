@@ -30,6 +30,10 @@ skip() {
 subresult() {
     echo "$1 $2${3:+: $3}" >>/tmp/subresults
 }
+# A line for the console as it is (a measurement), printed after the case's result lines.
+report() {
+    echo "$*" >>/tmp/reports
+}
 # Runs a command, failing the case with its output when it fails.
 must() {
     out=$("$@" 2>&1) || {
