@@ -197,7 +197,10 @@ impl Scheduler {
     pub fn result(&mut self, now: Instant, addr: SocketAddr, ok: bool) -> Option<Kind> {
         let at = self.in_flight.iter().position(|(a, _)| *a == addr)?;
         let (_, kind) = self.in_flight.swap_remove(at);
-        if ok {
+        // A re-join that worked but left the address without a live member (an alias of one:
+        // NAT, a second interface) would otherwise be repeated every round for ever; it backs
+        // off like a failure, and `member_alive` clears that when a member does turn up there.
+        if ok && kind == Kind::First {
             self.backoffs.remove(&addr);
             self.failed.remove(&addr);
         } else {
@@ -485,6 +488,32 @@ mod tests {
         s.result(later, a, true);
         // It joined: alive now, nothing to do.
         assert!(drive(&mut s, later + REJOIN_INTERVAL, &[sa(ME), a], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_rejoined_alias_of_a_live_member_backs_off() {
+        let t0 = Instant::now();
+        let alias = sa("192.0.2.7:7946");
+        let mut s = Scheduler::new(t0, vec![target("192.0.2.7")]);
+        assert_eq!(drive(&mut s, t0, &[sa(ME)], &[]), vec![alias]);
+        s.result(t0, alias, true);
+        // The member behind it advertises another address: the alias stays "not alive".
+        let crowd = [sa(ME), sa("10.99.0.2:7946")];
+        let mut tried = 0;
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(600) {
+            now += REJOIN_INTERVAL;
+            for addr in drive(&mut s, now, &crowd, &[]) {
+                assert_eq!(addr, alias);
+                tried += 1;
+                s.result(now, addr, true);
+            }
+        }
+        // 60 s, then 120, 240: three re-joins in ten minutes, not twenty.
+        assert!(
+            (1..=4).contains(&tried),
+            "{tried} re-joins of an alias in 10 minutes"
+        );
     }
 
     #[test]

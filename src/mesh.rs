@@ -14,6 +14,10 @@ use crate::overlay::Cidr;
 use crate::reconcile::Net;
 use crate::wireguard::{Key, PeerChange, PeerConfig};
 
+/// The persistent keepalive (seconds) a session reset turns on for a moment, only for the
+/// keepalive WireGuard sends when it is turned on.
+const HANDSHAKE_KICK: u16 = 1;
+
 /// Everything the agent configures for one remote member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -256,18 +260,29 @@ impl Mesh {
         routes
     }
 
-    /// Remove and re-add every peer that drops its sessions at membership events, so that the
-    /// next packet starts a new handshake instead of using a session the peer has forgotten
-    /// (which WireGuard would only notice after 15 s of silence).
+    /// Remove and re-add every peer that drops its sessions at membership events, so that we
+    /// do not keep using a session the peer has forgotten (which WireGuard would only notice
+    /// after 15 s of silence), and have the re-added peer start a handshake at once: WireGuard
+    /// sends a keepalive when a peer's persistent keepalive is turned on, and with no session
+    /// that keepalive starts one. Without that, a session the peer had already made again
+    /// towards us (its own traffic since its event) is gone on our side only, and its traffic
+    /// to us is dropped until it gives up on that session after 15 s.
     pub fn session_resets(&self) -> Vec<PeerChange> {
         self.peers
             .values()
             .filter(|p| p.resets_sessions)
             .flat_map(|p| {
-                [
-                    PeerChange::Remove(p.public_key),
-                    PeerChange::Upsert(p.config()),
-                ]
+                let config = p.config();
+                let mut changes = vec![PeerChange::Remove(p.public_key)];
+                if config.persistent_keepalive.is_none() {
+                    changes.push(PeerChange::Upsert(PeerConfig {
+                        persistent_keepalive: Some(HANDSHAKE_KICK),
+                        ..config.clone()
+                    }));
+                }
+                // A configured keepalive kicks on its own; else this turns the kick off again.
+                changes.push(PeerChange::Upsert(config));
+                changes
             })
             .collect()
     }
@@ -565,11 +580,36 @@ mod tests {
         go.resets_sessions = true;
         mesh.accept(vec![go, peer("rust", "10.0.0.3", 2)], &local());
         let resets = mesh.session_resets();
-        assert_eq!(resets.len(), 2);
+        let keepalives: Vec<Option<u16>> = resets
+            .iter()
+            .map(|c| match c {
+                PeerChange::Upsert(p) => {
+                    assert_eq!(p.public_key, key(1));
+                    assert_eq!(p.allowed_ips, vec![net("10.0.0.2/32")]);
+                    p.persistent_keepalive
+                }
+                PeerChange::Remove(k) => {
+                    assert_eq!(*k, key(1));
+                    None
+                }
+            })
+            .collect();
         assert_eq!(resets[0], PeerChange::Remove(key(1)));
-        assert!(
-            matches!(&resets[1], PeerChange::Upsert(p) if p.public_key == key(1)
-            && p.allowed_ips == vec![net("10.0.0.2/32")])
+        // Re-added with a keepalive turned on (WireGuard then starts a handshake at once), then
+        // turned off again as configured.
+        assert_eq!(keepalives[1..], [Some(HANDSHAKE_KICK), None]);
+    }
+
+    #[test]
+    fn a_session_reset_keeps_a_configured_keepalive_which_kicks_by_itself() {
+        let mut mesh = Mesh::default();
+        let mut go = peer("go", "10.0.0.2", 1);
+        go.resets_sessions = true;
+        go.keepalive = Some(25);
+        mesh.accept(vec![go.clone()], &local());
+        assert_eq!(
+            mesh.session_resets(),
+            vec![PeerChange::Remove(key(1)), PeerChange::Upsert(go.config())]
         );
     }
 

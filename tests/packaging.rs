@@ -394,6 +394,7 @@ fn release_packages() {
                     row("-rwxr-xr-x", "0/0", "./etc/init.d/wesher"),
                     row("-rw-r--r--", "0/0", "./lib/upgrade/keep.d/wesher"),
                     row("-rwxr-xr-x", "0/0", "./usr/libexec/wesher-hosts-notify"),
+                    row("-rwxr-xr-x", "0/0", "./usr/libexec/wesher-hotplug"),
                     row("-rwxr-xr-x", "0/0", "./usr/sbin/wesher"),
                 ],
                 "{name}"

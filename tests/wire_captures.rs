@@ -2,6 +2,9 @@
 //! decrypted by an independent Python decoder) must open with our codec, and re-encoding what we
 //! decoded must reproduce Go's bytes exactly, down to the encrypted datagram.
 
+mod common;
+
+use common::hex;
 use std::net::{IpAddr, Ipv4Addr};
 
 use wesher::membership::message::{Message, NodeState, WESHER_VSN};
@@ -26,14 +29,6 @@ struct Capture {
 struct Vectors {
     key: [u8; 32],
     captures: Vec<Capture>,
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len().is_multiple_of(2), "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-        .collect()
 }
 
 fn parse(text: &str) -> Vectors {

@@ -61,7 +61,7 @@ check shipped-disabled-instances "$(q .instances)" "{}"
 check shipped-disabled-quiet "$(cat "$D/out" "$D/log")" "ubus call service event {\"type\":\"config.change\",\"data\":{\"package\":\"firewall\"}}"
 check triggers "$(q .triggers)" '[["config.change",["if",["eq","package","wesher"],["run_script","/etc/init.d/wesher","reload"]],1000],["interface.*.up",[["run_script","/etc/init.d/wesher","reload"]],2000]]'
 check validate-package "$(q '.validate[0] | [.package, .type, (.data | length), .data.cluster_port, .data.log_level]')" \
-	'["wesher","wesher",26,"port","or(trace,debug,info,warn,warning,error)"]'
+	'["wesher","wesher",27,"port","or(trace,debug,info,warn,warning,error)"]'
 
 # --- The shipped config, enabled with a key and a join.
 sed -e "s/option enabled '0'/option enabled '1'/" \
@@ -70,7 +70,7 @@ sed -e "s/option enabled '0'/option enabled '1'/" \
 start shipped-enabled "$tmp/enabled"
 check instance-names "$(q '.instances | keys')" '["hosts_notify","wesher"]'
 check command "$(q '.instances.wesher.command')" \
-	"[\"/usr/sbin/wesher\",\"--join\",\"192.0.2.1\",\"--cluster-port\",\"7946\",\"--wireguard-port\",\"51820\",\"--overlay-net\",\"10.0.0.0/8\",\"--interface\",\"wgoverlay\",\"--hosts-file\",\"$D/hosts/wesher-wgoverlay\",\"--log-level\",\"warn\",\"--state-dir\",\"/etc/wesher\",\"--cluster-key-file\",\"$D/run/wesher.key\"]"
+	"[\"/usr/sbin/wesher\",\"--join\",\"192.0.2.1\",\"--cluster-port\",\"7946\",\"--wireguard-port\",\"51820\",\"--overlay-net\",\"10.0.0.0/8\",\"--interface\",\"wgoverlay\",\"--hosts-file\",\"$D/hosts/wesher-wgoverlay\",\"--log-level\",\"warn\",\"--state-dir\",\"/etc/wesher\",\"--on-change\",\"/usr/libexec/wesher-hotplug\",\"--cluster-key-file\",\"$D/run/wesher.key\"]"
 check params "$(q '.instances.wesher | [.file, .respawn, .term_timeout, .stdout, .stderr, .env, .netdev]')" \
 	"[[\"$D/run/wesher.key\"],[\"3600\",\"5\",\"0\"],15,true,true,null,null]"
 # The key is nowhere in what procd publishes (`ubus call service list`), only in the file.
@@ -112,6 +112,7 @@ config wesher 'mesh'
 	list accept_routed_net '192.168.50.0/24'
 	list accept_routed_net '0.0.0.0/0'
 	option overlay_addr '10.20.0.9'
+	option on_change '/etc/wesher/on-change'
 	option firewall_zone 'lan'
 
 config wesher 'other'
@@ -124,13 +125,13 @@ config wesher 'other'
 UCI
 start every-option "$tmp/all"
 check every-option-command "$(q '.instances.mesh.command')" \
-	"[\"/usr/sbin/wesher\",\"--join\",\"node1,192.0.2.7:7947,[2001:db8::1]:7946\",\"--init\",\"--bind-iface\",\"eth0\",\"--cluster-port\",\"7950\",\"--wireguard-port\",\"51900\",\"--overlay-net\",\"10.20.0.0/16\",\"--interface\",\"wg9\",\"--hosts-file\",\"/srv/hosts\",\"--log-level\",\"debug\",\"--node-name\",\"my router\",\"--state-dir\",\"/mnt/data/wesher\",\"--mtu\",\"1380\",\"--persistent-keepalive\",\"25\",\"--advertise-addr\",\"198.51.100.4\",\"--advertise-port\",\"17946\",\"--gossip-profile\",\"lan\",\"--routed-net\",\"192.168.1.0/24,fd00:1::/64\",\"--accept-routed-nets\",\"192.168.50.0/24,0.0.0.0/0\",\"--overlay-addr\",\"10.20.0.9\",\"--cluster-key-file\",\"$D/run/mesh.key\"]"
+	"[\"/usr/sbin/wesher\",\"--join\",\"node1,192.0.2.7:7947,[2001:db8::1]:7946\",\"--init\",\"--bind-iface\",\"eth0\",\"--cluster-port\",\"7950\",\"--wireguard-port\",\"51900\",\"--overlay-net\",\"10.20.0.0/16\",\"--interface\",\"wg9\",\"--hosts-file\",\"/srv/hosts\",\"--log-level\",\"debug\",\"--node-name\",\"my router\",\"--state-dir\",\"/mnt/data/wesher\",\"--mtu\",\"1380\",\"--persistent-keepalive\",\"25\",\"--advertise-addr\",\"198.51.100.4\",\"--advertise-port\",\"17946\",\"--gossip-profile\",\"lan\",\"--routed-net\",\"192.168.1.0/24,fd00:1::/64\",\"--accept-routed-nets\",\"192.168.50.0/24,0.0.0.0/0\",\"--overlay-addr\",\"10.20.0.9\",\"--on-change\",\"/etc/wesher/on-change\",\"--cluster-key-file\",\"$D/run/mesh.key\"]"
 check netdev "$(q '.instances.mesh.netdev')" '["eth0"]'
 check firewall-zone-option "$(q '.instances.mesh.data.firewall')" "$(rules mesh lan 7950 51900)"
 # A plain option with space-separated values works as a list; no hosts file, no firewall data,
 # no key (the agent keeps or makes its own).
 check second-instance "$(q '.instances.other | [.command, .data, .file]')" \
-	'[["/usr/sbin/wesher","--bind-addr","192.0.2.2","--cluster-port","7946","--wireguard-port","51820","--overlay-net","10.0.0.0/8","--interface","wg8","--no-etc-hosts","--log-level","warn","--state-dir","/etc/wesher","--routed-net","192.168.5.0/24,192.168.6.0/24"],null,null]'
+	'[["/usr/sbin/wesher","--bind-addr","192.0.2.2","--cluster-port","7946","--wireguard-port","51820","--overlay-net","10.0.0.0/8","--interface","wg8","--no-etc-hosts","--log-level","warn","--state-dir","/etc/wesher","--routed-net","192.168.5.0/24,192.168.6.0/24","--on-change","/usr/libexec/wesher-hotplug"],null,null]'
 # /srv/hosts is not dnsmasq's: nothing to notify.
 check no-notify-outside-tmp-hosts "$(q '.instances | keys')" '["mesh","other"]'
 

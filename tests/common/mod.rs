@@ -271,3 +271,12 @@ pub fn assert_device(
     );
     assert_eq!(read, shown);
 }
+
+/// Bytes from hex digits, as the captured vectors write them.
+pub fn hex(s: &str) -> Vec<u8> {
+    assert!(s.len().is_multiple_of(2), "odd hex length");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
+        .collect()
+}

@@ -45,6 +45,7 @@ proto_wesher_init_config() {
 	proto_config_add_array routed_net
 	proto_config_add_array accept_routed_net
 	proto_config_add_string overlay_addr
+	proto_config_add_string on_change
 	proto_config_add_boolean open_firewall
 	proto_config_add_string firewall_zone
 }
@@ -54,11 +55,11 @@ proto_wesher_setup() {
 	local cluster_key join init bind_addr bind_iface cluster_port wireguard_port overlay_net
 	local no_etc_hosts hosts_file log_level node_name state_dir mtu persistent_keepalive
 	local advertise_addr advertise_port gossip_profile routed_net overlay_addr open_firewall
-	local firewall_zone accept_routed_net key_file item
+	local firewall_zone accept_routed_net on_change key_file item
 	json_get_vars cluster_key init bind_addr bind_iface cluster_port wireguard_port \
 		overlay_net no_etc_hosts hosts_file log_level node_name state_dir mtu \
 		persistent_keepalive advertise_addr advertise_port gossip_profile overlay_addr \
-		open_firewall firewall_zone
+		open_firewall firewall_zone on_change
 	json_get_values join join
 	json_get_values routed_net routed_net
 	json_get_values accept_routed_net accept_routed_net
@@ -70,7 +71,8 @@ proto_wesher_setup() {
 		wireguard-port:"$wireguard_port" overlay-net:"$overlay_net" log-level:"$log_level" \
 		node-name:"$node_name" mtu:"$mtu" persistent-keepalive:"$persistent_keepalive" \
 		advertise-addr:"$advertise_addr" advertise-port:"$advertise_port" \
-		gossip-profile:"$gossip_profile" overlay-addr:"$overlay_addr"; do
+		gossip-profile:"$gossip_profile" overlay-addr:"$overlay_addr" \
+		on-change:"${on_change:-/usr/libexec/wesher-hotplug}"; do
 		[ -n "${item#*:}" ] && set -- "$@" "--${item%%:*}" "${item#*:}"
 	done
 	[ -n "$routed_net" ] && set -- "$@" --routed-net "$(echo $routed_net | tr ' ' ',')"

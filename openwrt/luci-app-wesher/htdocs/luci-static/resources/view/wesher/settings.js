@@ -424,6 +424,9 @@ return view.extend({
 			_('Leave the hosts file alone.'));
 		option(s, 'advanced', form.Value, 'hosts_file', _('Hosts file'),
 			_('Where the members\' names are written.'), only(checkPath));
+		option(s, 'advanced', form.Value, 'on_change', _('On change'),
+			_('Program run after each change of the mesh; empty: hotplug events for /etc/hotplug.d/wesher/.'),
+			only(checkPath), { placeholder: '/usr/libexec/wesher-hotplug' });
 		option(s, 'advanced', form.Value, 'state_dir', _('State directory'),
 			_('Cluster key and known nodes; on flash so that they survive a reboot.'),
 			only(checkPath), { placeholder: '/etc/wesher' });
