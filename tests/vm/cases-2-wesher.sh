@@ -17,6 +17,8 @@ if [ -n "$AGENT" ]; then
     case_add wesher/footprint-idle 180 wesher_footprint_idle
     case_add wesher/status-lists-peers 60 wesher_status_lists_peers
     case_add wesher/restart-new-key 240 wesher_restart_new_key
+    case_add wesher/peer-removed-restored 180 wesher_peer_removed_restored
+    case_add wesher/link-deleted-recreated 240 wesher_link_deleted_recreated
     case_add wesher/leave-removes-peer 180 wesher_leave_removes_peer
     case_add wesher/shutdown-deletes-link 180 wesher_shutdown_deletes_link
     case_add wesher/simultaneous-start 240 wesher_simultaneous_start
@@ -219,6 +221,34 @@ wesher_restart_new_key() {
         wait_for 30 "node$n pings node2 by name" in_node "$n" $PING -c1 -W2 node2
     done
     wait_for 30 "node2 pings node1 by name" in_node 2 $PING -c1 -W2 node1
+}
+
+# Self-healing on kernel WireGuard: a peer removed by hand comes back (the agent reads the
+# device back periodically), and so does a deleted link, with its key, address, peers and routes.
+wesher_peer_removed_restored() {
+    t=$(date +%s)
+    in_node 1 $WG set $WG_IFACE peer "$(pubkey_of 2)" remove || fail "wg set ... remove on node1"
+    wait_for 90 "node1 restores node2's peer" has_peers 1 2 3
+    in_node 1 $IP -4 route show dev $WG_IFACE | grep -q "^$(overlay_of 2) " || fail "node1 lost its route to node2"
+    wait_for 30 "node1 pings node2 by name" in_node 1 $PING -c1 -W2 node2
+    echo "peer restored and pinged in $(($(date +%s) - t)) s"
+}
+
+wesher_link_deleted_recreated() {
+    key=$(pubkey_of 1)
+    t=$(date +%s)
+    in_node 1 $IP link del $WG_IFACE || fail "ip link del on node1"
+    wait_for 90 "node1's $WG_IFACE link is back" in_node 1 $IP link show $WG_IFACE
+    wait_for 90 "node1 has its peers again" has_peers 1 2 3
+    [ "$(pubkey_of 1)" = "$key" ] || fail "node1's recreated link has another key than the one the mesh knows"
+    addrs=$(in_node 1 $IP -4 -o addr show dev $WG_IFACE | awk '{print $4}')
+    [ "$addrs" = "$(overlay_of 1)/32" ] || fail "node1's recreated link has addresses '$addrs'"
+    for m in 2 3; do
+        wait_for 30 "node1 pings node$m by name" in_node 1 $PING -c1 -W2 "node$m"
+        wait_for 30 "node$m pings node1 by name" in_node "$m" $PING -c1 -W2 node1
+    done
+    running node1 || fail "wesher on node1 exited when its link was deleted"
+    echo "link recreated and the mesh back in $(($(date +%s) - t)) s"
 }
 
 wesher_leave_removes_peer() {
