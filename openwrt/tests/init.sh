@@ -7,22 +7,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 pkg=$here/../wesher
 init=$pkg/files/wesher.init
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-KEY=MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=
-
-check() {
-	if [ "$2" = "$3" ]; then
-		passed=$((passed + 1))
-		echo "ok: $1"
-	else
-		failed=$((failed + 1))
-		echo "FAIL: $1"
-		printf '%s\n' "--- expected" "$3" "--- actual" "$2"
-	fi
-}
+. "$here/check.sh"
 
 # start CASE UCI_FILE [FIREWALL_FILE]: runs the init script's start in $tmp/CASE (its own
 # /etc/config, /var/run/wesher and /tmp/hosts); the procd message goes to $tmp/CASE/set.json,
@@ -236,5 +221,4 @@ kill "$notifier"
 wait "$notifier" 2>/dev/null
 check notify-signals-once "$(cat "$tmp/notify/calls")" 'call service signal {"name":"dnsmasq","signal":1}'
 
-echo "openwrt init: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "openwrt init"

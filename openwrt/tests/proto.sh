@@ -5,22 +5,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 handler=$here/../wesher-proto/files/wesher.sh
 init=$here/../wesher/files/wesher.init
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-KEY=MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=
-
-check() {
-	if [ "$2" = "$3" ]; then
-		passed=$((passed + 1))
-		echo "ok: $1"
-	else
-		failed=$((failed + 1))
-		echo "FAIL: $1"
-		printf '%s\n' "--- expected" "$3" "--- actual" "$2"
-	fi
-}
+. "$here/check.sh"
 
 # run NAME ARGS...: the handler with netifd's arguments; messages to $tmp/NAME.log.
 run() {
@@ -78,5 +63,4 @@ check minimal-update "$(msg 2)" '{"action":0,"ifname":"wg0","link-up":true,"addr
 run teardown wesher teardown mesh "$config"
 check teardown "$(msg 1)" '{"action":2,"interface":"mesh"}'
 
-echo "openwrt proto: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "openwrt proto"
