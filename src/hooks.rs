@@ -375,19 +375,9 @@ fn memfile(bytes: &[u8]) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wireguard::Key;
 
     fn peer(name: &str, overlay: &str) -> Peer {
-        Peer {
-            name: name.into(),
-            overlay: overlay.parse().unwrap(),
-            public_key: Key([name.len() as u8; 32]),
-            endpoint: "192.0.2.1:51820".parse().unwrap(),
-            routed: Vec::new(),
-            keepalive: None,
-            resets_sessions: false,
-            fixed_overlay: false,
-        }
+        crate::mesh::test_peer(name, overlay, name.len() as u8)
     }
 
     fn change(event: Event, name: &str) -> Change {

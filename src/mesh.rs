@@ -307,6 +307,21 @@ fn hosts_entries(peers: &BTreeMap<String, Peer>) -> Vec<(IpAddr, String)> {
         .collect()
 }
 
+/// A plain peer for unit tests here and in the modules fed by the mesh (hooks).
+#[cfg(test)]
+pub(crate) fn test_peer(name: &str, overlay: &str, k: u8) -> Peer {
+    Peer {
+        name: name.into(),
+        overlay: overlay.parse().unwrap(),
+        public_key: Key([k; 32]),
+        endpoint: "192.0.2.1:51820".parse().unwrap(),
+        routed: Vec::new(),
+        keepalive: None,
+        resets_sessions: false,
+        fixed_overlay: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,16 +331,7 @@ mod tests {
     }
 
     fn peer(name: &str, overlay: &str, k: u8) -> Peer {
-        Peer {
-            name: name.into(),
-            overlay: overlay.parse().unwrap(),
-            public_key: key(k),
-            endpoint: "192.0.2.1:51820".parse().unwrap(),
-            routed: Vec::new(),
-            keepalive: None,
-            resets_sessions: false,
-            fixed_overlay: false,
-        }
+        test_peer(name, overlay, k)
     }
 
     fn local() -> Local {
