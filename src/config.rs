@@ -913,19 +913,30 @@ fn cidr_list(
 
 fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     // The single value of an option, validated by `parse`; the error names the source.
+    // Instantiated once per option type: the lookup and the message stay out of line.
     fn one<T>(
         raw: &Raw,
         env: &dyn Fn(&str) -> Option<String>,
         long: &str,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<Option<T>, ConfigError> {
-        let Some((src, values)) = effective(raw, env, long) else {
+        let Some((src, v)) = last_value(raw, env, long) else {
             return Ok(None);
         };
-        let v = values.last().map(String::as_str).unwrap_or_default();
-        parse(v)
-            .map(Some)
-            .map_err(|e| ConfigError(format!("{src}: {e}")))
+        parse(&v).map(Some).map_err(|e| source_error(&src, &e))
+    }
+    #[inline(never)]
+    fn last_value(
+        raw: &Raw,
+        env: &dyn Fn(&str) -> Option<String>,
+        long: &str,
+    ) -> Option<(Source, String)> {
+        let (src, mut values) = effective(raw, env, long)?;
+        Some((src, values.pop().unwrap_or_default()))
+    }
+    #[inline(never)]
+    fn source_error(src: &Source, e: &str) -> ConfigError {
+        ConfigError(format!("{src}: {e}"))
     }
     fn required<T>(v: Option<T>, long: &str) -> Result<T, ConfigError> {
         v.ok_or_else(|| ConfigError(format!("--{long} has no value")))
