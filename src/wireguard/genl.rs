@@ -180,7 +180,7 @@ fn set_device_msg(ifname: &str, config: &DeviceConfig) -> Result<Msg, Error> {
         CMD_SET_DEVICE,
         vec![
             ifname_attr(ifname)?,
-            attr(DEVICE_PRIVATE_KEY, false, config.private_key.0)?,
+            attr(DEVICE_PRIVATE_KEY, false, *config.private_key.as_bytes())?,
             attr(DEVICE_LISTEN_PORT, false, config.listen_port)?,
         ],
     )
@@ -429,7 +429,7 @@ fn parse_allowed_ip(bytes: &[u8]) -> Result<(IpAddr, u8), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::PeerConfig;
+    use super::super::{PeerConfig, PrivateKey};
     use super::*;
 
     /// A netlink attribute written by hand: length, type, payload, padding to 4.
@@ -503,7 +503,7 @@ mod tests {
         let msg = set_device_msg(
             "wg0",
             &DeviceConfig {
-                private_key: Key([7; 32]),
+                private_key: &PrivateKey::from([7; 32]),
                 listen_port: 51820,
             },
         )

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus};
+use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus, PrivateKey};
 use zeroize::Zeroizing;
 
 const SOCKET_DIR: &str = "/var/run/wireguard";
@@ -91,7 +91,7 @@ impl Userspace {
 /// Holds the private key: built in one allocation (no reallocation leaves a copy behind) and
 /// zeroized when dropped.
 fn set_device_request(config: &DeviceConfig) -> Zeroizing<String> {
-    let hex = Zeroizing::new(config.private_key.to_hex());
+    let hex = config.private_key.to_hex();
     let port = config.listen_port.to_string();
     let mut req = Zeroizing::new(String::with_capacity(64 + hex.len() + port.len()));
     for part in ["set=1\nprivate_key=", &hex, "\nlisten_port=", &port, "\n\n"] {
@@ -155,8 +155,9 @@ fn parse_get(reply: &str) -> Result<DeviceStatus, String> {
         let Some(peer) = device.peers.last_mut() else {
             match key {
                 "private_key" => {
-                    let private = Key::from_hex(value).map_err(|e| e.to_string())?;
-                    device.public_key = (!private.is_zero()).then(|| private.public_key());
+                    let private = PrivateKey::from_hex(value).map_err(|e| e.to_string())?;
+                    device.public_key =
+                        (private.as_bytes() != &[0; 32]).then(|| private.public_key());
                 }
                 "listen_port" => {
                     device.listen_port = u16::try_from(number()?).map_err(|_| bad())?
@@ -225,7 +226,7 @@ mod tests {
     #[test]
     fn set_device_request_has_hex_key_and_port() {
         let req = set_device_request(&DeviceConfig {
-            private_key: key(0xab),
+            private_key: &PrivateKey::from([0xab; 32]),
             listen_port: 51820,
         });
         assert_eq!(
@@ -272,7 +273,7 @@ mod tests {
 
     #[test]
     fn get_reply_parses_device_and_peers() {
-        let private = key(0x40);
+        let private = PrivateKey::from([0x40; 32]);
         let reply = format!(
             "private_key={}\nlisten_port=51821\nfwmark=0\n\
              public_key={}\npreshared_key={}\nprotocol_version=1\nendpoint=192.0.2.1:51820\n\
@@ -281,7 +282,7 @@ mod tests {
              allowed_ip=10.9.0.0/16\n\
              public_key={}\nendpoint=[fe80::1%2]:7\nlast_handshake_time_sec=0\n\
              last_handshake_time_nsec=0\npersistent_keepalive_interval=30\n",
-            private.to_hex(),
+            *private.to_hex(),
             key(1).to_hex(),
             "00".repeat(32),
             key(2).to_hex()
