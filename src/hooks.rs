@@ -6,18 +6,16 @@
 //! process group with the change in `WESHER_*` variables and the mesh as JSON on stdin (an
 //! in-memory file, so the loop never blocks on a pipe), and reaps it with `try_wait`.
 
-use std::fs::File;
-use std::io::{self, Seek, Write};
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use miniserde::Serialize;
 
 use crate::mesh::{Mesh, Peer};
+use crate::spawn::{self, Child};
 
 /// A run that takes longer is killed (with its process group).
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -274,10 +272,7 @@ impl Hooks {
                             self.program.display()
                         );
                         // Its own process group: whatever it started goes too.
-                        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-                            // SAFETY: kill(2) on a process group we created.
-                            unsafe { libc::kill(-pid, libc::SIGKILL) };
-                        }
+                        child.kill_group();
                     }
                 }
                 Step::Check => self.reap(),
@@ -328,25 +323,18 @@ impl Hooks {
                 .collect(),
             members: mesh.peers().map(member_json).collect(),
         });
-        let stdin = memfile(json.as_bytes())?;
-        let mut cmd = Command::new(&self.program);
-        // Our own settings (the cluster key among them) are not the hook's business.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("WESHER_") {
-                cmd.env_remove(name);
-            }
-        }
+        let stdin = spawn::memfile(json.as_bytes())?;
         let p = &last.peer;
-        cmd.env("WESHER_EVENT", last.event.name())
-            .env("WESHER_MEMBER", &p.name)
-            .env("WESHER_MEMBER_OVERLAY", p.overlay.to_string())
-            .env("WESHER_MEMBER_ENDPOINT", p.endpoint.to_string())
-            .env("WESHER_MEMBER_ROUTED_NETS", routed(p).join(" "))
-            .env("WESHER_CHANGES", changes.len().to_string())
-            .env("WESHER_INTERFACE", node.interface)
-            .stdin(Stdio::from(stdin))
-            .process_group(0);
-        let child = cmd.spawn()?;
+        let env = [
+            ("WESHER_EVENT", last.event.name()),
+            ("WESHER_MEMBER", &p.name),
+            ("WESHER_MEMBER_OVERLAY", &p.overlay.to_string()),
+            ("WESHER_MEMBER_ENDPOINT", &p.endpoint.to_string()),
+            ("WESHER_MEMBER_ROUTED_NETS", &routed(p).join(" ")),
+            ("WESHER_CHANGES", &changes.len().to_string()),
+            ("WESHER_INTERFACE", node.interface),
+        ];
+        let child = spawn::spawn(self.program.as_os_str(), &[], &env, &stdin, true)?;
         debug!(
             "--on-change {} started ({} changes, pid {})",
             self.program.display(),
@@ -355,21 +343,6 @@ impl Hooks {
         );
         Ok(child)
     }
-}
-
-/// An anonymous in-memory file holding `bytes`, positioned at its start.
-fn memfile(bytes: &[u8]) -> io::Result<File> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: a static C string; the returned descriptor is checked and then owned by File.
-    let fd = unsafe { libc::memfd_create(c"wesher-hook".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let mut file = unsafe { File::from_raw_fd(fd) };
-    file.write_all(bytes)?;
-    file.rewind()?;
-    Ok(file)
 }
 
 #[cfg(test)]

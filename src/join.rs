@@ -6,7 +6,6 @@
 //! turn into O(N^2) full-state transfers): a few targets per round, a backoff per address that
 //! grows while the address keeps failing, and a cap on join streams in flight.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -89,10 +88,29 @@ pub struct Scheduler {
     next_rejoin: Instant,
     /// Join streams open, at most `MAX_IN_FLIGHT`.
     in_flight: Vec<(SocketAddr, Kind)>,
-    backoffs: BTreeMap<SocketAddr, AddrBackoff>,
+    backoffs: AddrMap<AddrBackoff>,
     /// Addresses of members that failed, with when: memberlist forgets dead members after a
     /// while, but the other half of a split cluster must still be found once the cut heals.
-    failed: BTreeMap<SocketAddr, Instant>,
+    failed: AddrMap<Instant>,
+}
+
+/// A map by address for the few hundred addresses a node keeps: a vector searched in order,
+/// a fraction of the code of a `BTreeMap` on a router.
+struct AddrMap<V>(Vec<(SocketAddr, V)>);
+
+impl<V> AddrMap<V> {
+    fn get(&self, addr: &SocketAddr) -> Option<&V> {
+        self.0.iter().find(|(a, _)| a == addr).map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, addr: SocketAddr, value: V) {
+        self.remove(&addr);
+        self.0.push((addr, value));
+    }
+
+    fn remove(&mut self, addr: &SocketAddr) {
+        self.0.retain(|(a, _)| a != addr);
+    }
 }
 
 impl Scheduler {
@@ -111,8 +129,8 @@ impl Scheduler {
             resolving: None,
             next_rejoin: now + REJOIN_INTERVAL,
             in_flight: Vec::new(),
-            backoffs: BTreeMap::new(),
-            failed: BTreeMap::new(),
+            backoffs: AddrMap(Vec::new()),
+            failed: AddrMap(Vec::new()),
         }
     }
 
@@ -156,7 +174,8 @@ impl Scheduler {
             .cloned()
             .collect();
         self.failed
-            .retain(|_, at| now.duration_since(*at) < FORGET_FAILED_AFTER);
+            .0
+            .retain(|(_, at)| now.duration_since(*at) < FORGET_FAILED_AFTER);
         if lookup.is_empty() {
             self.rejoin_round(now, view, &[])
         } else {
@@ -244,11 +263,12 @@ impl Scheduler {
     /// A member was declared dead: its address is kept for re-joins.
     pub fn member_failed(&mut self, now: Instant, addr: SocketAddr) {
         self.failed.insert(addr, now);
-        if self.failed.len() > MAX_FAILED {
+        if self.failed.0.len() > MAX_FAILED {
             if let Some(oldest) = self
                 .failed
+                .0
                 .iter()
-                .min_by_key(|(_, at)| **at)
+                .min_by_key(|(_, at)| *at)
                 .map(|(a, _)| *a)
             {
                 self.failed.remove(&oldest);
@@ -278,7 +298,7 @@ impl Scheduler {
         let mut lost: Vec<SocketAddr> = view
             .lost
             .iter()
-            .chain(self.failed.keys())
+            .chain(self.failed.0.iter().map(|(a, _)| a))
             .chain(configured)
             .copied()
             .filter(|a| !view.alive.contains(a) && !self.is_in_flight(a))
@@ -311,6 +331,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()

@@ -25,6 +25,7 @@ pub mod reconcile;
 pub mod resolver;
 pub mod rtnotify;
 pub mod secret;
+pub mod spawn;
 pub mod state;
 pub mod system;
 pub mod transport;

@@ -144,18 +144,10 @@ fn peer(interface: &str, action: PeerAction) -> Result<(), String> {
 
 /// The configuration as a QR code in the terminal, by the `qrencode` program.
 fn qrencode(text: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("qrencode")
-        .args(["-t", "ansiutf8"])
-        .stdin(Stdio::piped())
-        .spawn()
+    use wesher::spawn;
+    let stdin = spawn::memfile(text.as_bytes()).map_err(|e| format!("qrencode: {e}"))?;
+    let mut child = spawn::spawn("qrencode".as_ref(), &["-t", "ansiutf8"], &[], &stdin, false)
         .map_err(|e| format!("--qr needs the qrencode program: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("qrencode: {e}"))?;
-    }
     match child.wait() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("qrencode: {s}")),

@@ -6,7 +6,6 @@
 //! Routed networks that would take over this node's own routing are refused here. Pure
 //! bookkeeping: `reconcile` compares the result with the system.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -155,19 +154,21 @@ pub struct Accepted {
     pub refused: Vec<(String, Refused)>,
 }
 
-/// The accepted mesh, keyed by member name.
+/// The accepted mesh, sorted by member name (a vector: a `BTreeMap` costs a router binary
+/// kilobytes more for the few dozen members of a mesh).
 #[derive(Debug, Default)]
 pub struct Mesh {
-    peers: BTreeMap<String, Peer>,
+    peers: Vec<Peer>,
 }
 
 impl Mesh {
     pub fn peers(&self) -> impl Iterator<Item = &Peer> {
-        self.peers.values()
+        self.peers.iter()
     }
 
     pub fn get(&self, name: &str) -> Option<&Peer> {
-        self.peers.get(name)
+        let at = self.peers.binary_search_by(|p| (*p.name).cmp(name)).ok()?;
+        Some(&self.peers[at])
     }
 
     /// Make the applied mesh hold exactly the acceptable members of `want`. Conflicts go to a
@@ -184,13 +185,13 @@ impl Mesh {
             .map(|p| (p.name.clone(), p.endpoint.ip()))
             .collect();
         let overlays: Vec<IpAddr> = want.iter().map(|p| p.overlay).collect();
-        let mut accepted: BTreeMap<String, Peer> = BTreeMap::new();
+        let mut accepted: Vec<Peer> = Vec::new();
         for mut peer in want {
             let holder = if peer.overlay == local.overlay {
                 Some("this node".to_string())
             } else {
                 accepted
-                    .values()
+                    .iter()
                     .find(|p| p.overlay == peer.overlay)
                     .map(|p| p.name.clone())
             };
@@ -199,7 +200,7 @@ impl Mesh {
                 refused.push((peer.name, Refused::Overlay { addr, holder }));
                 continue;
             }
-            if let Some(p) = accepted.values().find(|p| p.public_key == peer.public_key) {
+            if let Some(p) = accepted.iter().find(|p| p.public_key == peer.public_key) {
                 let holder = p.name.clone();
                 refused.push((peer.name, Refused::Key { holder }));
                 continue;
@@ -218,7 +219,7 @@ impl Mesh {
                 } else if local.routed.iter().any(|n| n.overlaps(&net)) {
                     Some("this node".to_string())
                 } else if let Some(p) = accepted
-                    .values()
+                    .iter()
                     .find(|p| p.routed.iter().any(|n| n.overlaps(&net)))
                 {
                     Some(p.name.clone())
@@ -240,8 +241,9 @@ impl Mesh {
                 }
             }
             peer.routed = routed;
-            accepted.insert(peer.name.clone(), peer);
+            accepted.push(peer);
         }
+        accepted.sort_by(|a, b| a.name.cmp(&b.name));
         let hosts = self.hosts_entries() != hosts_entries(&accepted);
         self.peers = accepted;
         Accepted { hosts, refused }
@@ -249,12 +251,12 @@ impl Mesh {
 
     /// The WireGuard peers to configure.
     pub fn peer_configs(&self) -> Vec<PeerConfig> {
-        self.peers.values().map(Peer::config).collect()
+        self.peers.iter().map(Peer::config).collect()
     }
 
     /// The routes through our link: every peer's overlay address and routed networks.
     pub fn routes(&self) -> Vec<Net> {
-        let mut routes: Vec<Net> = self.peers.values().flat_map(Peer::allowed_ips).collect();
+        let mut routes: Vec<Net> = self.peers.iter().flat_map(Peer::allowed_ips).collect();
         routes.sort();
         routes.dedup();
         routes
@@ -269,7 +271,7 @@ impl Mesh {
     /// to us is dropped until it gives up on that session after 15 s.
     pub fn session_resets(&self) -> Vec<PeerChange> {
         self.peers
-            .values()
+            .iter()
             .filter(|p| p.resets_sessions)
             .flat_map(|p| {
                 let config = p.config();
@@ -300,11 +302,8 @@ fn is_device_route(net: &Cidr, local: &Local, overlays: &[IpAddr]) -> bool {
     net.prefix_len() == host_prefix(ip) && ip != local.overlay && !overlays.contains(&ip)
 }
 
-fn hosts_entries(peers: &BTreeMap<String, Peer>) -> Vec<(IpAddr, String)> {
-    peers
-        .values()
-        .map(|p| (p.overlay, p.name.clone()))
-        .collect()
+fn hosts_entries(peers: &[Peer]) -> Vec<(IpAddr, String)> {
+    peers.iter().map(|p| (p.overlay, p.name.clone())).collect()
 }
 
 /// A plain peer for unit tests here and in the modules fed by the mesh (hooks).

@@ -104,7 +104,7 @@ fn join_as(
 }
 
 fn drops(m: &Membership, kind: &str) -> u64 {
-    m.stats().drops.get(kind).copied().unwrap_or(0)
+    m.stats().drops_for(kind)
 }
 
 #[test]

@@ -49,7 +49,6 @@ mod swim;
 mod timing;
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 pub use keyring::Keyring;
@@ -127,16 +126,28 @@ pub struct Stats {
     /// Probes started (one per probe tick when there is someone to probe).
     pub probes: u64,
     /// Dropped input by reason: codec error kinds and protocol rule violations.
-    pub drops: BTreeMap<&'static str, u64>,
+    /// Sorted by reason; a vector for the dozen reasons there are.
+    pub drops: Vec<(&'static str, u64)>,
 }
 
 impl Stats {
     fn drop(&mut self, reason: &'static str) {
-        *self.drops.entry(reason).or_insert(0) += 1;
+        match self.drops.binary_search_by(|(r, _)| (*r).cmp(reason)) {
+            Ok(at) => self.drops[at].1 += 1,
+            Err(at) => self.drops.insert(at, (reason, 1)),
+        }
     }
 
     /// Total drops for `reason` (0 if never seen).
     pub fn drops_for(&self, reason: &str) -> u64 {
-        self.drops.get(reason).copied().unwrap_or(0)
+        self.drops
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Total drops for every reason.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().map(|(_, n)| n).sum()
     }
 }
