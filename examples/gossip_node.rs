@@ -101,7 +101,7 @@ fn run(args: Args) -> Result<(), String> {
     let config = Config {
         name: args.name.clone(),
         advertise: transport.local_addr(),
-        keyring: Keyring::new(args.key),
+        keyring: Keyring::new(args.key.into()),
         timing: args.timing,
         meta: wesher_meta(&args.name)?,
     };

@@ -38,7 +38,7 @@ use crate::rtnotify::Notifications;
 use crate::state::{self, KeySource, State, StoredNode};
 use crate::system::System;
 use crate::transport::{self, Transport};
-use crate::wireguard::{Backend, DeviceConfig, Key, PeerChange};
+use crate::wireguard::{Backend, DeviceConfig, Key, PeerChange, PrivateKey};
 
 const SIGNALS: Token = Token(0);
 /// The control socket's listener; its connections take the tokens after it.
@@ -165,8 +165,6 @@ struct Agent {
     join_attempts: u64,
     /// Devices without wesher, routed through this node (`wesher peer add`).
     devices: Vec<Device>,
-    /// Stored with the devices.
-    private_key: zeroize::Zeroizing<Key>,
     /// This node's connected networks, as the mesh last saw them.
     connected: Vec<Cidr>,
     resolver: Resolver,
@@ -175,7 +173,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(cfg: Config, poll: &Poll) -> Result<Agent, AgentError> {
+    fn start(mut cfg: Config, poll: &Poll) -> Result<Agent, AgentError> {
         let name = match &cfg.node_name {
             Some(n) => n.clone(),
             None => {
@@ -204,20 +202,21 @@ impl Agent {
                 None => State::default(),
             }
         };
+        // Taken out of the configuration: the keyring is the one long-lived holder.
         let (cluster_key, source) =
-            state::choose_key(cfg.cluster_key, stored.cluster_key, cfg.init)
+            state::choose_key(cfg.cluster_key.take(), stored.cluster_key.clone(), cfg.init)
                 .map_err(|e| AgentError(e.to_string()))?;
         if source == KeySource::Generated && io::stdout().is_terminal() {
             // Printed, never logged: logs end up in places a secret should not.
             let _ = writeln!(
                 io::stdout(),
                 "new cluster key generated: {}",
-                crate::base64::encode(&cluster_key)
+                *cluster_key.to_base64()
             );
         }
         let mut initial = stored.clone();
-        initial.cluster_key = Some(cluster_key);
         initial.extra_keys.retain(|k| *k != cluster_key);
+        initial.cluster_key = Some(cluster_key);
         if initial != stored || source == KeySource::Generated {
             // Written at once so a generated key survives a crash before the first member joins.
             state::save(&cfg.state_dir, &cfg.interface, &initial)
@@ -269,11 +268,10 @@ impl Agent {
             )?;
 
         // Kept only for devices (their configurations name our public key); else new each start.
-        // Zeroized when setup ends; the device (and, with devices, the state) keeps the others.
-        let key = zeroize::Zeroizing::new(match stored.wireguard_key {
+        let key = match stored.wireguard_key {
             Some(k) if !stored.devices.is_empty() => k,
-            _ => Key::generate().map_err(|e| fail("generating the WireGuard key", e))?,
-        });
+            _ => PrivateKey::generate().map_err(|e| fail("generating the WireGuard key", e))?,
+        };
         let meta = LocalMeta {
             overlay,
             public_key: key.public_key(),
@@ -289,8 +287,11 @@ impl Agent {
         let seed = random_seed().map_err(|e| fail("seeding the random source", e))?;
         // Keys installed by `wesher key install` survive restarts until removed.
         let keyring = Keyring::from_keys(
-            std::iter::once(cluster_key)
-                .chain(initial.extra_keys.iter().copied())
+            initial
+                .cluster_key
+                .iter()
+                .chain(&initial.extra_keys)
+                .cloned()
                 .collect(),
         )
         .map_err(|e| fail("loading the cluster keyring", e))?;
@@ -305,7 +306,7 @@ impl Agent {
         // Set up in full once here, so that a bad start fails at once; later rounds repair.
         let configured = Backend::open(&cfg.interface).and_then(|mut wg| {
             wg.set_device(&DeviceConfig {
-                private_key: *key,
+                private_key: &key,
                 listen_port: cfg.wireguard_port,
             })?;
             rtnl.add_address(link, overlay, host_prefix(overlay))?;
@@ -322,7 +323,8 @@ impl Agent {
                 return Err(AgentError(e.to_string()));
             }
         };
-        let system = System::new(&cfg.interface, rtnl, wg, link, *key);
+        let public_key = key.public_key();
+        let system = System::new(&cfg.interface, rtnl, wg, link, key);
 
         let now = Instant::now();
         let membership = Membership::new(
@@ -380,7 +382,7 @@ impl Agent {
         Ok(Agent {
             name,
             overlay,
-            public_key: key.public_key(),
+            public_key,
             system,
             membership,
             transport,
@@ -406,7 +408,6 @@ impl Agent {
             hooks: cfg.on_change.clone().map(Hooks::new),
             join_attempts: 0,
             devices: stored.devices,
-            private_key: key,
             connected: Vec::new(),
             resolver,
             pending_lookup: Vec::new(),
@@ -497,7 +498,7 @@ impl Agent {
             Request::KeyRemove(k) => (k, "removed"),
             _ => return self.answer_peer(request),
         };
-        let key = crate::base64::decode_key(key)?;
+        let key = crate::secret::SecretKey::from_base64(key)?;
         let keyring = self.membership.keyring_mut();
         match request {
             Request::KeyInstall(_) => keyring.install(key),
@@ -1142,18 +1143,12 @@ impl Agent {
             .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let keyring = self.membership.keyring_mut();
-        let primary = *keyring.primary();
         let state = State {
-            cluster_key: Some(primary),
-            extra_keys: keyring
-                .keys()
-                .iter()
-                .filter(|k| **k != primary)
-                .copied()
-                .collect(),
+            cluster_key: Some(keyring.primary().clone()),
+            extra_keys: keyring.keys()[1..].to_vec(),
             nodes,
             devices: self.devices.clone(),
-            wireguard_key: (!self.devices.is_empty()).then_some(*self.private_key),
+            wireguard_key: (!self.devices.is_empty()).then(|| self.system.private_key().clone()),
         };
         self.persist.offer(state);
     }

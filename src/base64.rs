@@ -60,7 +60,12 @@ fn value(c: u8) -> Option<u32> {
 /// Decodes as Go's `StdEncoding` does: padding required, `\r` and `\n` ignored, unused trailing
 /// bits ignored (so every key Go accepts is accepted here).
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
-    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'\r' && c != b'\n').collect();
+    // Zeroized: the text may be a key.
+    let bytes = zeroize::Zeroizing::new(
+        text.bytes()
+            .filter(|&c| c != b'\r' && c != b'\n')
+            .collect::<Vec<u8>>(),
+    );
     if !bytes.len().is_multiple_of(4) {
         return Err(Base64Error::Length(bytes.len()));
     }

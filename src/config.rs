@@ -6,8 +6,8 @@
 //! `--flag=true|false|1|0|yes|no`. Every error names the flag or variable it came from; the
 //! cluster key itself is never echoed.
 
-use crate::base64;
 use crate::overlay::Cidr;
+use crate::secret::SecretKey;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
@@ -180,7 +180,7 @@ impl FromStr for JoinAddr {
 /// Everything the agent is configured with.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
-    pub cluster_key: Option<[u8; 32]>,
+    pub cluster_key: Option<SecretKey>,
     /// Where the key was read from with --cluster-key-file, for messages.
     pub cluster_key_file: Option<PathBuf>,
     pub join: Vec<JoinAddr>,
@@ -219,7 +219,10 @@ pub struct Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("cluster_key", &self.cluster_key.map(|_| "<redacted>"))
+            .field(
+                "cluster_key",
+                &self.cluster_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("cluster_key_file", &self.cluster_key_file)
             .field("join", &self.join)
             .field("init", &self.init)
@@ -846,7 +849,7 @@ fn parse_client(
         }
     };
     if let Some(key) = key {
-        base64::decode_key(key).map_err(|e| ConfigError(format!("key: {e}")))?;
+        SecretKey::from_base64(key).map_err(|e| ConfigError(format!("key: {e}")))?;
     }
     Ok(Command::Key {
         interface,
@@ -947,7 +950,9 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
     };
 
     let mut warnings = Vec::new();
-    let cluster_key = one(raw, env, "cluster-key", |s| base64::decode_key(s.trim()))?;
+    let cluster_key = one(raw, env, "cluster-key", |s| {
+        SecretKey::from_base64(s.trim())
+    })?;
     let cluster_key_file = one(raw, env, "cluster-key-file", |s| Ok(PathBuf::from(s)))?;
     let cluster_key = match (cluster_key, &cluster_key_file) {
         (Some(_), Some(_)) => {
@@ -1129,7 +1134,7 @@ fn resolve(raw: &Raw, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Co
 
 /// The key in a --cluster-key-file: base64 with surrounding whitespace (a trailing newline),
 /// and a warning when others than the owner may read the file. The key is never echoed.
-fn read_key_file(path: &std::path::Path) -> Result<([u8; 32], Option<String>), String> {
+fn read_key_file(path: &std::path::Path) -> Result<(SecretKey, Option<String>), String> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
@@ -1137,13 +1142,14 @@ fn read_key_file(path: &std::path::Path) -> Result<([u8; 32], Option<String>), S
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
-    // A key is 44 characters: do not read a large file by mistake.
-    let mut text = Vec::new();
+    // A key is 44 characters: do not read a large file by mistake. The buffer is never full,
+    // so never reallocated (which would leave a copy of the key behind).
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(1025));
     file.take(1024)
         .read_to_end(&mut text)
         .map_err(|e| format!("cannot read: {e}"))?;
     let text = std::str::from_utf8(&text).map_err(|_| "not a base64 key (not text)".to_string())?;
-    let key = base64::decode_key(text.trim())?;
+    let key = SecretKey::from_base64(text.trim())?;
     let mode = meta.mode() & 0o777;
     let warning = (mode & 0o077 != 0).then(|| {
         format!(
@@ -1248,7 +1254,7 @@ mod tests {
             ],
             &[],
         );
-        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+        assert_eq!(c.cluster_key, Some(SecretKey::from_base64(KEY).unwrap()));
         assert_eq!(
             c.join.iter().map(|j| j.to_string()).collect::<Vec<_>>(),
             ["a.example", "10.0.0.1:7000", "[fd00::1]:8000"]
@@ -1701,11 +1707,11 @@ mod tests {
         std::fs::write(&path, format!("  {KEY}\n\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let c = config(&["--cluster-key-file", p], &[]);
-        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+        assert_eq!(c.cluster_key, Some(SecretKey::from_base64(KEY).unwrap()));
         assert_eq!(c.cluster_key_file.as_deref(), Some(path.as_path()));
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let c = config(&[], &[("WESHER_CLUSTER_KEY_FILE", p)]);
-        assert_eq!(c.cluster_key, Some(base64::decode_key(KEY).unwrap()));
+        assert_eq!(c.cluster_key, Some(SecretKey::from_base64(KEY).unwrap()));
 
         // Readable by others: it works, with a warning to log.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

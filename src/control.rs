@@ -2,7 +2,8 @@
 //!
 //! One request line per connection, one reply, then the agent closes. The server side is
 //! non-blocking and driven by the agent's mio loop; the client side is a plain blocking call.
-//! The socket is created 0600 in a 0700 directory: only root can ask.
+//! The socket is created 0600 in a 0700 directory, and the server also checks each client's uid:
+//! only root and the agent's own user can ask.
 
 use std::collections::HashMap;
 use std::fs;
@@ -10,9 +11,11 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
+
+use crate::membership::noise::{suppressed, Noise};
 use miniserde::{Deserialize, Serialize};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -178,15 +181,18 @@ pub fn ask(path: &Path, request: &Request) -> Result<String, String> {
     let timeout = Some(Duration::from_secs(10));
     let io_err = |e: io::Error| format!("talking to {}: {e}", path.display());
     stream.set_read_timeout(timeout).map_err(io_err)?;
-    stream
-        .write_all(format!("{}\n", request.line()).as_bytes())
-        .map_err(io_err)?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).map_err(io_err)?;
-    match reply.strip_prefix("error: ") {
-        Some(e) => Err(e.trim_end().to_string()),
-        None => Ok(reply),
+    let sent = stream.write_all(format!("{}\n", request.line()).as_bytes());
+    let mut reply = Vec::new();
+    let read = stream.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    // The agent answers a refused client without reading its request, and closes: the write
+    // or the read may then fail (broken pipe, reset), but the answer stands.
+    if let Some(e) = reply.strip_prefix("error: ") {
+        return Err(e.trim_end().to_string());
     }
+    sent.map_err(io_err)?;
+    read.map_err(io_err)?;
+    Ok(reply)
 }
 
 /// Only root and the agent's own user may ask (the socket's mode says so too; this holds even
@@ -233,6 +239,8 @@ pub struct Server {
     path: PathBuf,
     token: Token,
     conns: HashMap<Token, Conn>,
+    /// Any local user can connect at will: refusals are logged at a bounded rate.
+    refused: Noise,
 }
 
 impl Server {
@@ -263,6 +271,7 @@ impl Server {
             path: path.to_path_buf(),
             token,
             conns: HashMap::new(),
+            refused: Noise::default(),
         })
     }
 
@@ -342,11 +351,26 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    // SAFETY: geteuid has no preconditions.
+                    let own = unsafe { libc::geteuid() };
                     match peer_uid(&stream) {
-                        // SAFETY: geteuid has no preconditions.
-                        Ok(uid) if uid_allowed(uid, unsafe { libc::geteuid() }) => {}
+                        Ok(uid) if uid_allowed(uid, own) => {}
                         Ok(uid) => {
-                            warn!("control socket: refusing a client of uid {uid}");
+                            if let Some(n) = self.refused.allow(Instant::now()) {
+                                warn!(
+                                    "control socket: refusing a client of uid {uid}{}",
+                                    suppressed(n)
+                                );
+                            }
+                            // Into the new socket's empty buffer, so one write is enough; the
+                            // client shows it as its error.
+                            let _ = stream.write(
+                                format!(
+                                    "error: refused: only root and uid {own} (the agent's) \
+                                     may use the control socket\n"
+                                )
+                                .as_bytes(),
+                            );
                             continue;
                         }
                         Err(e) => {

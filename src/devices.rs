@@ -6,10 +6,12 @@
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use zeroize::Zeroizing;
+
 use crate::mesh::host_prefix;
 use crate::overlay::{self, Cidr};
 use crate::reconcile::Net;
-use crate::wireguard::{Key, PeerConfig};
+use crate::wireguard::{Key, PeerConfig, PrivateKey};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -104,13 +106,22 @@ pub fn wg_quick(device: &Device, node_key: Key, endpoint: SocketAddr, allowed: &
     out
 }
 
-/// `config` with `PrivateKey = KEY` as the first line of its `[Interface]`.
-pub fn with_private_key(config: &str, private: &Key) -> String {
-    config.replacen(
-        "[Interface]\n",
-        &format!("[Interface]\nPrivateKey = {}\n", private.to_base64()),
-        1,
-    )
+/// `config` with `PrivateKey = KEY` as the first line of its `[Interface]`; zeroized when
+/// dropped.
+pub fn with_private_key(config: &str, private: &PrivateKey) -> Zeroizing<String> {
+    const HEAD: &str = "[Interface]\n";
+    let Some(at) = config.find(HEAD).map(|i| i + HEAD.len()) else {
+        return Zeroizing::new(config.to_string());
+    };
+    let key = private.to_base64();
+    // Sized up front: growing would leave copies of the key behind.
+    let mut out = Zeroizing::new(String::with_capacity(config.len() + key.len() + 16));
+    out.push_str(&config[..at]);
+    out.push_str("PrivateKey = ");
+    out.push_str(&key);
+    out.push('\n');
+    out.push_str(&config[at..]);
+    out
 }
 
 #[cfg(test)]
@@ -188,9 +199,9 @@ mod tests {
             "192.0.2.1:51820".parse().unwrap(),
             &allowed,
         );
-        let c = with_private_key(&c, &Key([3; 32]));
+        let c = with_private_key(&c, &PrivateKey::from([3; 32]));
         assert_eq!(
-            c,
+            *c,
             format!(
                 "[Interface]\nPrivateKey = {}\nAddress = 10.1.2.3/32\n\n[Peer]\nPublicKey = {}\n\
                  Endpoint = 192.0.2.1:51820\nAllowedIPs = 10.0.0.0/8, 192.168.1.0/24\n\

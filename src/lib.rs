@@ -24,6 +24,7 @@ pub mod persist;
 pub mod reconcile;
 pub mod resolver;
 pub mod rtnotify;
+pub mod secret;
 pub mod spawn;
 pub mod state;
 pub mod system;

@@ -6,7 +6,7 @@ use wesher::agent;
 use wesher::config::{self, Command, KeyAction, PeerAction};
 use wesher::control::{self, Request, Status};
 use wesher::logging;
-use wesher::wireguard::Key;
+use wesher::wireguard::{Key, PrivateKey};
 
 fn main() -> ExitCode {
     // No core dumps and no ptrace by other users' processes: memory holds the keys.
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         },
         Command::KeyGenerate => match wesher::state::generate_key() {
             Ok(key) => {
-                println!("{}", wesher::base64::encode(&key));
+                println!("{}", *key.to_base64());
                 ExitCode::SUCCESS
             }
             Err(e) => fatal(&e),
@@ -115,7 +115,7 @@ fn peer(interface: &str, action: PeerAction) -> Result<(), String> {
                     None,
                 ),
                 None => {
-                    let private = Key::generate().map_err(|e| e.to_string())?;
+                    let private = PrivateKey::generate().map_err(|e| e.to_string())?;
                     (private.public_key(), Some(private))
                 }
             };
@@ -130,11 +130,12 @@ fn peer(interface: &str, action: PeerAction) -> Result<(), String> {
         PeerAction::List => (Request::PeerList, None, false),
         PeerAction::Remove(name) => (Request::PeerRemove(name), None, false),
     };
-    let mut reply = control::ask(&socket, &request)?;
-    if let Some(private) = &private {
-        reply = wesher::devices::with_private_key(&reply, private);
-    }
-    print!("{reply}");
+    let reply = control::ask(&socket, &request)?;
+    let reply = match &private {
+        Some(private) => wesher::devices::with_private_key(&reply, private),
+        None => zeroize::Zeroizing::new(reply),
+    };
+    print!("{}", *reply);
     if qr {
         qrencode(&reply)?;
     }
@@ -161,7 +162,8 @@ fn read_key() -> Result<String, String> {
         .read_line(&mut line)
         .map_err(|e| format!("reading the key from standard input: {e}"))?;
     let key = line.trim().to_string();
-    wesher::base64::decode_key(&key).map_err(|e| format!("key from standard input: {e}"))?;
+    wesher::secret::SecretKey::from_base64(&key)
+        .map_err(|e| format!("key from standard input: {e}"))?;
     Ok(key)
 }
 

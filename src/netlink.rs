@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::overlay::Cidr;
+use zeroize::Zeroizing;
 
 use neli::{
     attr::Attribute,
@@ -23,7 +24,7 @@ use neli::{
         socket::NlFamily,
     },
     err::SocketError,
-    nl::{NlPayload, NlmsghdrBuilder},
+    nl::NlPayload,
     rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder},
     rtnl::{Rtmsg, RtmsgBuilder},
     socket::synchronous::NlSocketHandle,
@@ -97,6 +98,8 @@ impl std::error::Error for Error {}
 pub const RTPROT_WESHER: u8 = 87;
 /// A kernel that takes longer than this to answer is stuck; the loop must not hang on it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The size of a netlink message header (`struct nlmsghdr`).
+const NLMSG_HDRLEN: usize = 16;
 
 /// One netlink socket doing synchronous request/response exchanges; shared by
 /// rtnetlink here and WireGuard's generic netlink.
@@ -141,8 +144,7 @@ impl Conn {
         payload
             .to_bytes(&mut bytes)
             .map_err(|e| Error::new(what, e.to_string()))?;
-        let request = Buffer::from(bytes.into_inner());
-        self.exchange(what, ty.into(), flags, &request)?
+        self.exchange(what, ty.into(), flags, bytes.get_ref())?
             .iter()
             .map(|reply| {
                 P::from_bytes_with_input(&mut Cursor::new(reply.as_ref()), reply.len())
@@ -151,17 +153,18 @@ impl Conn {
             .collect()
     }
 
-    /// The raw exchange. A dump that the kernel marks inconsistent (the table changed
-    /// meanwhile) is asked for again.
-    fn exchange(
+    /// The raw exchange of a serialized payload (one holding a secret is its caller's to
+    /// zeroize; the message sent is zeroized here). A dump that the kernel marks inconsistent
+    /// (the table changed meanwhile) is asked for again.
+    pub(crate) fn exchange(
         &mut self,
         what: &str,
         ty: u16,
         flags: NlmF,
-        payload: &Buffer,
+        payload: &[u8],
     ) -> Result<Vec<Buffer>, Error> {
         for _ in 0..3 {
-            if let Some(replies) = self.exchange_once(what, ty, flags, payload.clone())? {
+            if let Some(replies) = self.exchange_once(what, ty, flags, payload)? {
                 return Ok(replies);
             }
         }
@@ -177,7 +180,7 @@ impl Conn {
         what: &str,
         ty: u16,
         flags: NlmF,
-        payload: Buffer,
+        payload: &[u8],
     ) -> Result<Option<Vec<Buffer>>, Error> {
         let fail = |detail: String| Error::new(what, detail);
         self.seq = self.seq.wrapping_add(1);
@@ -188,14 +191,23 @@ impl Conn {
         } else {
             flags | NlmF::REQUEST | NlmF::ACK
         };
-        let msg = NlmsghdrBuilder::default()
-            .nl_type(ty)
-            .nl_flags(flags)
-            .nl_seq(seq)
-            .nl_payload(NlPayload::Payload(payload))
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
-        self.sock.send(&msg).map_err(|e| fail(e.to_string()))?;
+        // Written here rather than by neli, whose buffers are freed without being zeroized.
+        let padded = payload.len().next_multiple_of(4);
+        let len = u32::try_from(NLMSG_HDRLEN + padded)
+            .map_err(|_| fail(format!("a request of {} bytes is too large", payload.len())))?;
+        let mut msg = Zeroizing::new(Vec::with_capacity(NLMSG_HDRLEN + padded));
+        msg.extend_from_slice(&len.to_ne_bytes());
+        msg.extend_from_slice(&ty.to_ne_bytes());
+        msg.extend_from_slice(&flags.bits().to_ne_bytes());
+        msg.extend_from_slice(&seq.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+        msg.extend_from_slice(payload);
+        msg.resize(NLMSG_HDRLEN + padded, 0);
+        // SAFETY: the fd is our open netlink socket; the buffer is valid for its length.
+        let sent = unsafe { libc::send(self.sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if sent < 0 {
+            return Err(fail(std::io::Error::last_os_error().to_string()));
+        }
 
         let mut replies = Vec::new();
         let mut interrupted = false;

@@ -79,7 +79,7 @@ mod tests {
         State {
             devices: Vec::new(),
             wireguard_key: None,
-            cluster_key: Some([1; 32]),
+            cluster_key: Some([1; 32].into()),
             extra_keys: Vec::new(),
             nodes: nodes
                 .iter()

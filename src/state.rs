@@ -14,19 +14,20 @@
 use crate::base64;
 use crate::devices::Device;
 use crate::fsutil::{self, Attrs, FsError};
+use crate::secret::SecretKey;
 use miniserde::json::{self, Value};
 use miniserde::Serialize;
 use std::fmt;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::wireguard::Key;
+use crate::wireguard::{Key, PrivateKey};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/wesher";
 /// v0.2's single state file, read when the per-interface file is missing.
 pub const LEGACY_FILE: &str = "state.json";
-pub const KEY_LEN: usize = 32;
 
 /// One known cluster member, as stored for rejoining.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +40,16 @@ pub struct StoredNode {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct State {
-    pub cluster_key: Option<[u8; KEY_LEN]>,
+    pub cluster_key: Option<SecretKey>,
     /// Keys accepted for decryption besides `cluster_key`, during a key rotation. Stored as
     /// `ClusterKeys`, a field Go wesher ignores.
-    pub extra_keys: Vec<[u8; KEY_LEN]>,
+    pub extra_keys: Vec<SecretKey>,
     pub nodes: Vec<StoredNode>,
     /// Devices without wesher (`wesher peer add`), stored as `Devices`, a field Go wesher ignores.
     pub devices: Vec<Device>,
     /// This node's WireGuard private key, kept (as `WireGuardKey`) only while it has devices:
     /// their configurations name its public key, which must survive restarts.
-    pub wireguard_key: Option<Key>,
+    pub wireguard_key: Option<PrivateKey>,
 }
 
 /// A state file that was found and parsed.
@@ -105,6 +106,7 @@ pub fn state_path(dir: &Path, iface: &str) -> PathBuf {
 pub fn load(dir: &Path, iface: &str) -> Result<Option<Loaded>, StateError> {
     for path in [state_path(dir, iface), dir.join(LEGACY_FILE)] {
         if let Some(bytes) = fsutil::read_optional(&path).map_err(StateError::Unreadable)? {
+            let bytes = Zeroizing::new(bytes);
             let (state, warnings) = parse(&bytes, &path)?;
             return Ok(Some(Loaded {
                 state,
@@ -129,7 +131,26 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateErr
     if text.trim().is_empty() {
         return Err(corrupt(path, "empty file"));
     }
-    let value: Value = json::from_str(text).map_err(|_| corrupt(path, "not valid JSON"))?;
+    let mut value: Value = json::from_str(text).map_err(|_| corrupt(path, "not valid JSON"))?;
+    let parsed = parse_value(&value, path);
+    // The keys' text does not outlive the parse.
+    if let Value::Object(top) = &mut value {
+        for field in ["ClusterKey", "ClusterKeys", "WireGuardKey"] {
+            match top.get_mut(field) {
+                Some(Value::String(s)) => s.zeroize(),
+                Some(Value::Array(items)) => items.iter_mut().for_each(|item| {
+                    if let Value::String(s) = item {
+                        s.zeroize()
+                    }
+                }),
+                _ => {}
+            }
+        }
+    }
+    parsed
+}
+
+fn parse_value(value: &Value, path: &Path) -> Result<(State, Vec<String>), StateError> {
     let Value::Object(top) = value else {
         return Err(corrupt(path, "top level is not a JSON object"));
     };
@@ -138,7 +159,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateErr
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => {
-            Some(base64::decode_key(s).map_err(|e| corrupt(path, format!("ClusterKey {e}")))?)
+            Some(SecretKey::from_base64(s).map_err(|e| corrupt(path, format!("ClusterKey {e}")))?)
         }
         Some(_) => return Err(corrupt(path, "ClusterKey is not a string")),
     };
@@ -151,9 +172,9 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateErr
                 let Value::String(s) = item else {
                     return Err(corrupt(path, format!("ClusterKeys[{i}] is not a string")));
                 };
-                let key = base64::decode_key(s)
+                let key = SecretKey::from_base64(s)
                     .map_err(|e| corrupt(path, format!("ClusterKeys[{i}] {e}")))?;
-                if Some(key) != cluster_key && !extra_keys.contains(&key) {
+                if cluster_key.as_ref() != Some(&key) && !extra_keys.contains(&key) {
                     extra_keys.push(key);
                 }
             }
@@ -191,9 +212,9 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateErr
         }
     }
     let wireguard_key = match top.get("WireGuardKey") {
-        Some(Value::String(s)) => {
-            Some(Key::from_base64(s).map_err(|e| corrupt(path, format!("WireGuardKey {e}")))?)
-        }
+        Some(Value::String(s)) => Some(
+            PrivateKey::from_base64(s).map_err(|e| corrupt(path, format!("WireGuardKey {e}")))?,
+        ),
         _ => None,
     };
     Ok((
@@ -263,7 +284,7 @@ struct DeviceOut {
 #[derive(Serialize)]
 struct FileOut<'a> {
     #[serde(rename = "ClusterKey")]
-    cluster_key: Option<String>,
+    cluster_key: Option<&'a str>,
     #[serde(rename = "Nodes")]
     nodes: Vec<NodeOut<'a>>,
 }
@@ -272,9 +293,9 @@ struct FileOut<'a> {
 #[derive(Serialize)]
 struct FileOutRotating<'a> {
     #[serde(rename = "ClusterKey")]
-    cluster_key: Option<String>,
+    cluster_key: Option<&'a str>,
     #[serde(rename = "ClusterKeys")]
-    cluster_keys: Vec<String>,
+    cluster_keys: Vec<&'a str>,
     #[serde(rename = "Nodes")]
     nodes: Vec<NodeOut<'a>>,
 }
@@ -294,8 +315,9 @@ struct NodeOut<'a> {
 }
 
 /// The JSON Go's `json.Marshal` would produce for the same state (Go's field order, v0.3 shape);
-/// `ClusterKeys` (primary first) only while extra keys are installed.
-pub fn render(state: &State) -> String {
+/// `ClusterKeys` (primary first) only while extra keys are installed. Zeroized when dropped,
+/// as it holds the keys.
+pub fn render(state: &State) -> Zeroizing<String> {
     let base = render_go(state);
     if state.devices.is_empty() {
         return base;
@@ -309,20 +331,25 @@ pub fn render(state: &State) -> String {
             overlay_addr: d.overlay.to_string(),
         })
         .collect();
-    let key = state
-        .wireguard_key
-        .map(|k| format!(",\"WireGuardKey\":\"{}\"", k.to_base64()))
-        .unwrap_or_default();
+    let devices = json::to_string(&devices);
+    // One allocation, sized up front: growing would leave copies of the keys behind.
+    let mut out = Zeroizing::new(String::with_capacity(base.len() + devices.len() + 80));
     // The object's closing brace goes after the extra fields.
-    format!(
-        "{},\"Devices\":{}{key}}}",
-        base.strip_suffix('}').unwrap_or(&base),
-        json::to_string(&devices)
-    )
+    out.push_str(base.strip_suffix('}').unwrap_or(&base));
+    out.push_str(",\"Devices\":");
+    out.push_str(&devices);
+    if let Some(key) = &state.wireguard_key {
+        out.push_str(",\"WireGuardKey\":\"");
+        out.push_str(&key.to_base64());
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
 
-fn render_go(state: &State) -> String {
-    let cluster_key = state.cluster_key.map(|k| base64::encode(&k));
+fn render_go(state: &State) -> Zeroizing<String> {
+    let cluster_key = state.cluster_key.as_ref().map(SecretKey::to_base64);
+    let cluster_key = cluster_key.as_deref().map(String::as_str);
     let nodes = state
         .nodes
         .iter()
@@ -335,19 +362,19 @@ fn render_go(state: &State) -> String {
         })
         .collect();
     if state.extra_keys.is_empty() {
-        return json::to_string(&FileOut { cluster_key, nodes });
+        return Zeroizing::new(json::to_string(&FileOut { cluster_key, nodes }));
     }
-    let cluster_keys = state
+    let cluster_keys: Vec<Zeroizing<String>> = state
         .cluster_key
         .iter()
         .chain(&state.extra_keys)
-        .map(|k| base64::encode(k))
+        .map(SecretKey::to_base64)
         .collect();
-    json::to_string(&FileOutRotating {
+    Zeroizing::new(json::to_string(&FileOutRotating {
         cluster_key,
-        cluster_keys,
+        cluster_keys: cluster_keys.iter().map(|k| k.as_str()).collect(),
         nodes,
-    })
+    }))
 }
 
 /// Saves atomically to `<dir>/<iface>.json`, creating `dir` (0700) if needed.
@@ -372,10 +399,8 @@ pub fn save(dir: &Path, iface: &str, state: &State) -> Result<(), StateError> {
 }
 
 /// 32 random bytes from the OS.
-pub fn generate_key() -> Result<[u8; KEY_LEN], StateError> {
-    let mut key = [0u8; KEY_LEN];
-    getrandom::fill(&mut key).map_err(|e| StateError::Random(e.to_string()))?;
-    Ok(key)
+pub fn generate_key() -> Result<SecretKey, StateError> {
+    SecretKey::random().map_err(|e| StateError::Random(e.to_string()))
 }
 
 /// Where the cluster key in use came from.
@@ -392,10 +417,10 @@ pub enum KeySource {
 /// Go's precedence: the configured key, else the stored one unless `init` (--init forgets the
 /// state), else a new random key.
 pub fn choose_key(
-    configured: Option<[u8; KEY_LEN]>,
-    stored: Option<[u8; KEY_LEN]>,
+    configured: Option<SecretKey>,
+    stored: Option<SecretKey>,
     init: bool,
-) -> Result<([u8; KEY_LEN], KeySource), StateError> {
+) -> Result<(SecretKey, KeySource), StateError> {
     if let Some(k) = configured {
         return Ok((k, KeySource::Configured));
     }
@@ -452,8 +477,8 @@ mod tests {
   ]
 }"#;
 
-    fn key() -> [u8; 32] {
-        base64::decode_key(KEY_B64).unwrap()
+    fn key() -> SecretKey {
+        SecretKey::from_base64(KEY_B64).unwrap()
     }
 
     #[test]
@@ -516,7 +541,7 @@ mod tests {
         };
         let text = render(&state);
         assert_eq!(
-            text,
+            *text,
             format!(
                 r#"{{"ClusterKey":"{KEY_B64}","Nodes":[{{"Name":"node1","Addr":"192.168.77.1","Meta":"AQID","OverlayAddr":"","PubKey":""}}]}}"#
             )
@@ -524,7 +549,7 @@ mod tests {
         assert_eq!(parse(text.as_bytes(), Path::new("x")).unwrap().0, state);
         // No key: null, as Go writes a nil []byte.
         assert_eq!(
-            render(&State::default()),
+            *render(&State::default()),
             r#"{"ClusterKey":null,"Nodes":[]}"#
         );
     }
@@ -607,7 +632,7 @@ mod tests {
         let other = State {
             devices: Vec::new(),
             wireguard_key: None,
-            cluster_key: Some([9; 32]),
+            cluster_key: Some([9; 32].into()),
             extra_keys: Vec::new(),
             nodes: vec![],
         };
@@ -654,7 +679,7 @@ mod tests {
         let file = state_dir.join("wgoverlay.json");
         assert_eq!(fs::metadata(&state_dir).unwrap().mode() & 0o777, 0o700);
         assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_to_string(&file).unwrap(), render(&state));
+        assert_eq!(fs::read_to_string(&file).unwrap(), *render(&state));
         // Saving again replaces the file (new inode: atomic rename) and leaves no temp files.
         let inode = fs::metadata(&file).unwrap().ino();
         save(&state_dir, "wgoverlay", &State::default()).unwrap();
@@ -678,14 +703,16 @@ mod tests {
 
     #[test]
     fn key_precedence() {
-        let a = [1u8; 32];
-        let b = [2u8; 32];
-        let configured = (a, KeySource::Configured);
-        assert_eq!(choose_key(Some(a), Some(b), false).unwrap(), configured);
-        assert_eq!(choose_key(Some(a), Some(b), true).unwrap(), configured);
-        let stored = (b, KeySource::Stored);
-        assert_eq!(choose_key(None, Some(b), false).unwrap(), stored);
-        let (k1, src) = choose_key(None, Some(b), true).unwrap();
+        let a = SecretKey::from([1; 32]);
+        let b = SecretKey::from([2; 32]);
+        let configured = (a.clone(), KeySource::Configured);
+        let chosen = choose_key(Some(a.clone()), Some(b.clone()), false).unwrap();
+        assert_eq!(chosen, configured);
+        let chosen = choose_key(Some(a.clone()), Some(b.clone()), true).unwrap();
+        assert_eq!(chosen, configured);
+        let stored = (b.clone(), KeySource::Stored);
+        assert_eq!(choose_key(None, Some(b.clone()), false).unwrap(), stored);
+        let (k1, src) = choose_key(None, Some(b.clone()), true).unwrap();
         assert_eq!(src, KeySource::Generated, "--init ignores the stored key");
         assert_ne!(k1, b);
         let (k2, src) = choose_key(None, None, false).unwrap();
@@ -698,17 +725,17 @@ mod tests {
         let plain = State {
             devices: Vec::new(),
             wireguard_key: None,
-            cluster_key: Some([1; 32]),
+            cluster_key: Some([1; 32].into()),
             extra_keys: Vec::new(),
             nodes: Vec::new(),
         };
         assert!(!render(&plain).contains("ClusterKeys"));
         let rotating = State {
-            extra_keys: vec![[2; 32], [3; 32]],
+            extra_keys: vec![[2; 32].into(), [3; 32].into()],
             ..plain
         };
         let text = render(&rotating);
-        assert!(text.contains("ClusterKeys"), "{text}");
+        assert!(text.contains("ClusterKeys"), "{}", *text);
         let (back, warnings) = parse(text.as_bytes(), Path::new("x.json")).unwrap();
         assert!(warnings.is_empty());
         assert_eq!(back, rotating);
@@ -719,20 +746,21 @@ mod tests {
     #[test]
     fn devices_and_our_wireguard_key_round_trip_after_the_go_fields() {
         let state = State {
-            cluster_key: Some([1; 32]),
+            cluster_key: Some([1; 32].into()),
             devices: vec![Device {
                 name: "phone".into(),
                 public_key: Key([4; 32]),
                 overlay: "10.1.2.3".parse().unwrap(),
             }],
-            wireguard_key: Some(Key([5; 32])),
+            wireguard_key: Some([5; 32].into()),
             ..State::default()
         };
         let text = render(&state);
-        assert!(text.starts_with(r#"{"ClusterKey":"#), "{text}");
+        assert!(text.starts_with(r#"{"ClusterKey":"#), "{}", *text);
         assert!(
             text.contains(r#","Devices":[{"Name":"phone","PubKey":"#),
-            "{text}"
+            "{}",
+            *text
         );
         let (back, warnings) = parse(text.as_bytes(), Path::new("x.json")).unwrap();
         assert!(warnings.is_empty());

@@ -7,7 +7,7 @@ use log::{info, warn};
 
 use crate::netlink::{self, Netlink};
 use crate::reconcile::{Change, Desired, LinkState, Net, Observed};
-use crate::wireguard::{Backend, DeviceConfig, Error, Key, PeerChange};
+use crate::wireguard::{Backend, DeviceConfig, Error, Key, PeerChange, PrivateKey};
 
 pub struct System {
     pub iface: String,
@@ -15,7 +15,8 @@ pub struct System {
     wg: Option<Backend>,
     /// The link's index as last seen (it changes when the link is created again).
     index: Option<u32>,
-    private_key: zeroize::Zeroizing<Key>,
+    /// The one long-lived copy of the private key.
+    private_key: PrivateKey,
     /// A userspace daemon made the link: when it is gone, the daemon (restarted by its service
     /// manager) makes it again; we cannot.
     userspace: bool,
@@ -35,14 +36,20 @@ pub struct System {
 const KICK_KEEPALIVE: u16 = 25;
 
 impl System {
-    pub fn new(iface: &str, rtnl: Netlink, wg: Backend, index: u32, private_key: Key) -> System {
+    pub fn new(
+        iface: &str,
+        rtnl: Netlink,
+        wg: Backend,
+        index: u32,
+        private_key: PrivateKey,
+    ) -> System {
         System {
             iface: iface.to_string(),
             userspace: wg.is_userspace(),
             rtnl,
             wg: Some(wg),
             index: Some(index),
-            private_key: zeroize::Zeroizing::new(private_key),
+            private_key,
             endpoints: Vec::new(),
             conflicts: Vec::new(),
             waiting_logged: false,
@@ -54,18 +61,17 @@ impl System {
         &mut self.rtnl
     }
 
+    pub fn private_key(&self) -> &PrivateKey {
+        &self.private_key
+    }
+
     pub fn index(&self) -> Option<u32> {
         self.index
     }
 
     /// The WireGuard backend, opened again if it was lost.
     pub fn wg(&mut self) -> Result<&mut Backend, Error> {
-        if self.wg.is_none() {
-            self.wg = Some(Backend::open(&self.iface)?);
-        }
-        self.wg
-            .as_mut()
-            .ok_or_else(|| Error::new("opening WireGuard", "no backend"))
+        open_backend(&mut self.wg, &self.iface)
     }
 
     /// Routes the kernel refused because they are someone else's are not wanted again.
@@ -160,10 +166,10 @@ impl System {
             }
             Change::SetDevice => {
                 let config = DeviceConfig {
-                    private_key: *self.private_key,
+                    private_key: &self.private_key,
                     listen_port: desired.listen_port,
                 };
-                self.wg()?.set_device(&config)?;
+                open_backend(&mut self.wg, &self.iface)?.set_device(&config)?;
                 self.fresh = true;
                 Ok(())
             }
@@ -240,4 +246,13 @@ impl System {
             None => Ok(()),
         }
     }
+}
+
+/// The backend, opened when there is none (borrowing only the field, not the whole `System`).
+fn open_backend<'a>(wg: &'a mut Option<Backend>, iface: &str) -> Result<&'a mut Backend, Error> {
+    if wg.is_none() {
+        *wg = Some(Backend::open(iface)?);
+    }
+    wg.as_mut()
+        .ok_or_else(|| Error::new("opening WireGuard", "no backend"))
 }

@@ -884,13 +884,13 @@ fn key_rotation_on_a_live_mesh() {
         );
     }
     // The state files hold the new key only.
-    let new_key = wesher::base64::decode_key(NEW_CLUSTER_KEY).unwrap();
+    let new_key = wesher::secret::SecretKey::from_base64(NEW_CLUSTER_KEY).unwrap();
     for node in mesh {
         let state = wesher::state::load(&node.state_dir(), DEFAULT_IFACE)
             .unwrap()
             .unwrap()
             .state;
-        assert_eq!(state.cluster_key, Some(new_key), "{}", node.name);
+        assert_eq!(state.cluster_key, Some(new_key.clone()), "{}", node.name);
         assert!(state.extra_keys.is_empty(), "{}", node.name);
     }
 

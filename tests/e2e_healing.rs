@@ -284,7 +284,8 @@ fn state_is_written_only_when_it_changed() {
 }
 
 /// Routed networks that would take over a node's own routing: node2 advertises node1's LAN
-/// and the default route; node1 keeps its LAN route, default route and underlay reachability.
+/// and the underlay subnet; node1 keeps its LAN route, default route and underlay
+/// reachability. (The default routes themselves: `a_peer_advertising_the_default_routes_...`.)
 #[test]
 fn hostile_routed_networks_are_refused() {
     let Some(topo) = Topology::new(2) else {
@@ -353,6 +354,91 @@ fn hostile_routed_networks_are_refused() {
     );
 }
 
+/// The WireGuard public key the Go peer advertises.
+const GO_PEER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+/// The default routes as a peer's routed networks: our own agents never advertise them, so
+/// the Go memberlist peer carries them in its metadata, next to one harmless network. node1
+/// routes that one, keeps its own default routes, puts neither default route in the mesh's
+/// routes or in WireGuard's allowed IPs, and logs each refusal once.
+#[test]
+fn a_peer_advertising_the_default_routes_is_refused() {
+    let Some(bin) = common::gopeer::build() else {
+        return;
+    };
+    let Some(topo) = Topology::new(2) else {
+        return;
+    };
+    let (n1, n2) = (topo.node(1), topo.node(2));
+    must(
+        n1,
+        "ip",
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.99.0.254",
+            "dev",
+            "eth0",
+        ],
+    );
+    let routes = |family: &str| n1.exec("ip", &[family, "route", "show", "table", "main"]);
+    let before = [routes("-4").stdout, routes("-6").stdout];
+    let _go = GoPeer::start(n2, &bin, &["-routed", "0.0.0.0/0,::/0,192.168.50.0/24"]);
+    let _d1 = n1.start_wireguard(DEFAULT_IFACE);
+    let mut agents = vec![start_agent(n1, "", &["--join", &n2.ip.to_string()])];
+    // The harmless network shows that node1 read the peer's routed networks.
+    wait_for(
+        "node1 to route the Go peer's 192.168.50.0/24",
+        CONVERGE,
+        || {
+            assert_running(&mut agents);
+            let out = routes("-4");
+            out.stdout
+                .contains("192.168.50.0/24 dev wgoverlay")
+                .then_some(())
+                .ok_or(format!("{out}"))
+        },
+    );
+    let refusals = [
+        "member go3: routed network 0.0.0.0/0 overlaps the default route; not routed",
+        "member go3: routed network ::/0 overlaps the default route; not routed",
+    ];
+    wait_for("the refusals in node1's log", HEAL, || {
+        let log = agents[0].log();
+        match refusals.iter().find(|why| !log.contains(*why)) {
+            Some(why) => Err(format!("no {why:?} in {log}")),
+            None => Ok(()),
+        }
+    });
+    for (family, before) in ["-4", "-6"].iter().zip(&before) {
+        let after = routes(family).stdout;
+        for line in before.lines() {
+            assert!(after.contains(line), "route {line:?} gone: {after}");
+        }
+        assert!(
+            !after
+                .lines()
+                .any(|l| l.starts_with("default") && l.contains("wgoverlay")),
+            "{after}"
+        );
+    }
+    let dump = n1.wg(DEFAULT_IFACE).unwrap();
+    let peer = dump
+        .peer(GO_PEER_KEY)
+        .expect("the Go peer is a WireGuard peer");
+    let mut allowed = peer.allowed_ips.clone();
+    allowed.sort();
+    assert_eq!(allowed, ["10.33.33.33/32", "192.168.50.0/24"]);
+    // Logged once, not at every reconcile (at most 10 s apart).
+    std::thread::sleep(Duration::from_secs(12));
+    let log = agents[0].log();
+    for why in refusals {
+        assert_eq!(log.matches(why).count(), 1, "{log}");
+    }
+}
+
 /// The Go memberlist peer in a node namespace, stopped by its PID on drop.
 struct GoPeer {
     child: std::process::Child,
@@ -360,7 +446,8 @@ struct GoPeer {
 }
 
 impl GoPeer {
-    fn start(node: &Node, bin: &std::path::Path) -> GoPeer {
+    /// `extra`: more gopeer flags, such as `-routed`.
+    fn start(node: &Node, bin: &std::path::Path, extra: &[&str]) -> GoPeer {
         let log = node.dir().join("gopeer.log");
         let out = std::fs::File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -377,7 +464,8 @@ impl GoPeer {
         ])
         .args(["-key", CLUSTER_KEY, "-profile", "fast"])
         .args(["-overlay", "10.33.33.33"])
-        .args(["-pubkey", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="])
+        .args(["-pubkey", GO_PEER_KEY])
+        .args(extra)
         // Its stdin stays open (it exits when it closes); it is never written to.
         .stdin(std::process::Stdio::piped())
         .stdout(out)
@@ -417,7 +505,7 @@ fn a_changed_underlay_address_heals_with_the_go_memberlist_peer_in_the_mix() {
         return;
     };
     let (n1, n2, n3) = (topo.node(1), topo.node(2), topo.node(3));
-    let go = GoPeer::start(n3, &bin);
+    let go = GoPeer::start(n3, &bin, &[]);
     let _d1 = n1.start_wireguard(DEFAULT_IFACE);
     let _d2 = n2.start_wireguard(DEFAULT_IFACE);
     let go_addr = n3.ip.to_string();

@@ -112,7 +112,11 @@ fn state_files_written_by_every_go_build_load_with_their_metadata() {
         let (st, warnings) = state::parse(text.as_bytes(), Path::new(go)).expect(go);
         assert!(warnings.is_empty(), "{go}: {warnings:?}");
         let key: Vec<u8> = (0..32).collect();
-        assert_eq!(st.cluster_key.map(|k| k.to_vec()), Some(key), "{go}");
+        assert_eq!(
+            st.cluster_key.as_ref().map(|k| k.as_bytes().to_vec()),
+            Some(key),
+            "{go}"
+        );
         // Each file lists the two other nodes of a three-node mesh, one per other Go build.
         assert_eq!(st.nodes.len(), 2, "{go}");
         for node in &st.nodes {

@@ -26,7 +26,7 @@ fn node(now: Instant) -> Membership {
     let config = Config {
         name: "me".into(),
         advertise: addr(0, 1),
-        keyring: Keyring::new(KEY),
+        keyring: Keyring::new(KEY.into()),
         timing: Timing::lan(),
         meta: b"my-meta".to_vec(),
     };
@@ -50,7 +50,7 @@ fn header(len: usize) -> Vec<u8> {
 
 /// Streams the core closed, and streams it answered with a push-pull, since the last call.
 fn closed_and_served(m: &mut Membership) -> (Vec<StreamId>, Vec<StreamId>) {
-    let ring = Keyring::new(KEY);
+    let ring = Keyring::new(KEY.into());
     let (mut closed, mut served) = (Vec::new(), Vec::new());
     while let Some(t) = m.poll_transmit() {
         match t {
@@ -96,7 +96,7 @@ fn join_as(
     };
     let frame = wire::seal_stream(
         &wire::encode_message(&Message::PushPull(pp)),
-        &Keyring::new(KEY),
+        &Keyring::new(KEY.into()),
         &mut Nonces::new(3),
     );
     data(m, now, id, frame);

@@ -341,7 +341,7 @@ impl RustNode {
         let config = Config {
             name: name.to_string(),
             advertise: transport.local_addr(),
-            keyring: Keyring::new(key),
+            keyring: Keyring::new(key.into()),
             timing: profile.timing(),
             meta: meta.encode().expect("encode meta"),
         };
@@ -1046,10 +1046,10 @@ fn key_rotation_across_go_and_rust() {
 
         let new_b64 = base64::encode(&NEW_KEY);
         go.command_ok(&format!("add-key {new_b64}"), "key_result");
-        rust.membership.keyring_mut().install(NEW_KEY);
+        rust.membership.keyring_mut().install(NEW_KEY.into());
         rust.membership
             .keyring_mut()
-            .use_key(&NEW_KEY)
+            .use_key(&NEW_KEY.into())
             .expect("use the new key");
         // We now encrypt with the new key, Go still with the old one: both directions must work.
         let rust_meta = meta([10, 7, 15, 22], &pubkey(42));
@@ -1076,7 +1076,7 @@ fn key_rotation_across_go_and_rust() {
         );
         rust.membership
             .keyring_mut()
-            .remove(&KEY)
+            .remove(&KEY.into())
             .expect("remove the old key");
         // Long enough for several probe rounds under the new key alone.
         run_for(&mut [&mut rust], &mut [&mut go], Duration::from_secs(2));

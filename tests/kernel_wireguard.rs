@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{assert_device, prerequisites};
 use wesher::netlink::Netlink;
-use wesher::wireguard::{Backend, DeviceConfig, Key, PeerChange, PeerConfig};
+use wesher::wireguard::{Backend, DeviceConfig, PeerChange, PeerConfig, PrivateKey};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -86,23 +86,23 @@ fn kernel_backend_sets_device_and_changes_peers_one_by_one() {
 
         let mut wg = Backend::open("wgk0").unwrap();
         assert!(!wg.is_userspace());
-        let private = Key::generate().unwrap();
+        let private = PrivateKey::generate().unwrap();
         let port = 51820;
         wg.set_device(&DeviceConfig {
-            private_key: private,
+            private_key: &private,
             listen_port: port,
         })
         .unwrap();
         assert_device(&wg_dump("wgk0"), &private, port, &[], &wg.device().unwrap());
 
         let mut a = PeerConfig {
-            public_key: Key::generate().unwrap().public_key(),
+            public_key: PrivateKey::generate().unwrap().public_key(),
             endpoint: Some("192.0.2.10:51820".parse().unwrap()),
             allowed_ips: vec![(ip("10.45.0.2"), 32)],
             persistent_keepalive: None,
         };
         let b = PeerConfig {
-            public_key: Key::generate().unwrap().public_key(),
+            public_key: PrivateKey::generate().unwrap().public_key(),
             endpoint: Some("[2001:db8::2]:51820".parse().unwrap()),
             allowed_ips: vec![(ip("10.45.0.3"), 32), (ip("fd45::3"), 128)],
             persistent_keepalive: Some(25),
@@ -142,7 +142,7 @@ fn kernel_backend_sets_device_and_changes_peers_one_by_one() {
         // Enough peers to need several SET_DEVICE messages and a multi-part dump.
         let many: Vec<PeerConfig> = (0..300u32)
             .map(|i| PeerConfig {
-                public_key: Key::generate().unwrap().public_key(),
+                public_key: PrivateKey::generate().unwrap().public_key(),
                 endpoint: Some(
                     format!("192.0.2.{}:{}", i % 250 + 1, 1000 + i)
                         .parse()
@@ -189,14 +189,17 @@ fn two_kernel_links_complete_a_handshake() {
             return;
         };
         let two = wireguard_link(&mut nl, "wgh2").unwrap();
-        let keys = [Key::generate().unwrap(), Key::generate().unwrap()];
+        let keys = [
+            PrivateKey::generate().unwrap(),
+            PrivateKey::generate().unwrap(),
+        ];
         let ports = [51831, 51832];
         for (i, (name, index)) in [("wgh1", one), ("wgh2", two)].into_iter().enumerate() {
             let other = 1 - i;
             nl.set_mtu_up(index, 1420).unwrap();
             let mut wg = Backend::open(name).unwrap();
             wg.set_device(&DeviceConfig {
-                private_key: keys[i],
+                private_key: &keys[i],
                 listen_port: ports[i],
             })
             .unwrap();

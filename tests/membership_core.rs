@@ -19,7 +19,7 @@ fn node(now: Instant) -> Membership {
     let config = Config {
         name: "me".into(),
         advertise: addr(1),
-        keyring: Keyring::new(KEY),
+        keyring: Keyring::new(KEY.into()),
         timing: Timing::lan(),
         meta: b"my-meta".to_vec(),
     };
@@ -32,7 +32,12 @@ fn packet(msgs: &[Message]) -> Vec<u8> {
         crc: true,
         compress: true,
     };
-    wire::seal_packet(&encoded, opts, &Keyring::new(KEY), &mut Nonces::new(1))
+    wire::seal_packet(
+        &encoded,
+        opts,
+        &Keyring::new(KEY.into()),
+        &mut Nonces::new(1),
+    )
 }
 
 fn feed(m: &mut Membership, now: Instant, from: SocketAddr, msgs: &[Message]) {
@@ -53,7 +58,7 @@ fn alive(name: &str, inc: u32, last: u8, meta: &[u8]) -> Message {
 
 /// Every message the core sent in datagrams (opened with the shared key).
 fn sent_messages(m: &mut Membership) -> Vec<(SocketAddr, Message)> {
-    let ring = Keyring::new(KEY);
+    let ring = Keyring::new(KEY.into());
     let mut out = Vec::new();
     while let Some(t) = m.poll_transmit() {
         if let Transmit::Datagram { to, bytes } = t {
@@ -227,7 +232,7 @@ fn hostile_and_stale_input_is_dropped_and_counted() {
     let other = wire::seal_packet(
         &[wire::encode_message(&alive("evil", 1, 9, b""))],
         PacketOpts::default(),
-        &Keyring::new([1; 32]),
+        &Keyring::new([1; 32].into()),
         &mut Nonces::new(3),
     );
     m.handle_input(
@@ -313,14 +318,14 @@ fn relayed_pings_are_bounded() {
 fn stream_frame(msg: &Message) -> Vec<u8> {
     wire::seal_stream(
         &wire::encode_message(msg),
-        &Keyring::new(KEY),
+        &Keyring::new(KEY.into()),
         &mut Nonces::new(5),
     )
 }
 
 /// The frames the core wrote to stream `id`, and whether it closed it.
 fn stream_output(m: &mut Membership, id: StreamId) -> (Vec<Message>, bool) {
-    let ring = Keyring::new(KEY);
+    let ring = Keyring::new(KEY.into());
     let (mut msgs, mut closed) = (Vec::new(), false);
     while let Some(t) = m.poll_transmit() {
         match t {
@@ -536,7 +541,7 @@ fn packets_stay_within_1400_bytes_with_incompressible_broadcasts() {
     });
     feed(&mut m, now, addr(2), &[ping]);
     m.handle_timeout(now + Duration::from_secs(1));
-    let ring = Keyring::new(KEY);
+    let ring = Keyring::new(KEY.into());
     let mut parts = Vec::new();
     while let Some(t) = m.poll_transmit() {
         if let Transmit::Datagram { bytes, .. } = t {
@@ -650,7 +655,7 @@ fn raw_packet(parts: &[Vec<u8>]) -> Vec<u8> {
         crc: true,
         compress: false,
     };
-    wire::seal_packet(parts, opts, &Keyring::new(KEY), &mut Nonces::new(2))
+    wire::seal_packet(parts, opts, &Keyring::new(KEY.into()), &mut Nonces::new(2))
 }
 
 #[test]
@@ -704,7 +709,7 @@ fn push_pull_with_a_bad_name(join: bool, names: &[&str], bad: &str) -> Vec<u8> {
         .position(|w| w == bad.as_bytes())
         .expect("the name is in the message");
     bytes[at..at + bad.len()].fill(0xff);
-    wire::seal_stream(&bytes, &Keyring::new(KEY), &mut Nonces::new(6))
+    wire::seal_stream(&bytes, &Keyring::new(KEY.into()), &mut Nonces::new(6))
 }
 
 #[test]
@@ -786,7 +791,7 @@ fn a_probe_tick_during_a_long_probe_is_kept_pending_as_go_does() {
     feed(&mut m, start, addr(2), &[alive("good", 1, 2, b"")]);
     feed(&mut m, start, addr(4), &[alive("good2", 1, 4, b"")]);
     feed(&mut m, start, addr(3), &[alive("udp-blocked", 1, 3, b"")]);
-    let ring = Keyring::new(KEY);
+    let ring = Keyring::new(KEY.into());
     let mut now = start;
     let mut late: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut probes = Vec::new();
@@ -919,7 +924,7 @@ fn timers_start_as_go_memberlist_schedules_them() {
         let config = Config {
             name: "me".into(),
             advertise: addr(1),
-            keyring: Keyring::new(KEY),
+            keyring: Keyring::new(KEY.into()),
             timing: t.clone(),
             meta: vec![],
         };
@@ -934,7 +939,7 @@ fn timers_start_as_go_memberlist_schedules_them() {
                 match tx {
                     Transmit::Connect { .. } => first_push_pull = first_push_pull.or(Some(now)),
                     Transmit::Datagram { to, bytes } if to == addr(2) => {
-                        let ring = Keyring::new(KEY);
+                        let ring = Keyring::new(KEY.into());
                         for msg in wire::open_packet(&bytes, &ring).expect("opens") {
                             if let Message::Ping(p) = msg {
                                 first_probe = first_probe.or(Some(now));

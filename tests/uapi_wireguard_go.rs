@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use common::{assert_device, prerequisites, unique, Netns};
 use wesher::netlink::Netlink;
-use wesher::wireguard::{Backend, DeviceConfig, Key, PeerChange, PeerConfig};
+use wesher::wireguard::{Backend, DeviceConfig, PeerChange, PeerConfig, PrivateKey};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -15,7 +15,7 @@ fn ip(s: &str) -> IpAddr {
 
 fn peer(endpoint: &str, allowed: &[(&str, u8)], keepalive: Option<u16>) -> PeerConfig {
     PeerConfig {
-        public_key: Key::generate().unwrap().public_key(),
+        public_key: PrivateKey::generate().unwrap().public_key(),
         endpoint: Some(endpoint.parse().unwrap()),
         allowed_ips: allowed.iter().map(|(a, l)| (ip(a), *l)).collect(),
         persistent_keepalive: keepalive,
@@ -42,10 +42,10 @@ fn userspace_backend_sets_device_and_changes_peers_one_by_one() {
 
     let mut wg = Backend::open(&ifname).unwrap();
     assert!(wg.is_userspace());
-    let private = Key::generate().unwrap();
+    let private = PrivateKey::generate().unwrap();
     let port = 51999;
     wg.set_device(&DeviceConfig {
-        private_key: private,
+        private_key: &private,
         listen_port: port,
     })
     .unwrap();
@@ -103,7 +103,7 @@ fn userspace_backend_reports_daemon_errors() {
     let _daemon = ns.wireguard_go(&ifname);
     let mut wg = Backend::open(&ifname).unwrap();
     let bad = PeerConfig {
-        public_key: Key::generate().unwrap(),
+        public_key: PrivateKey::generate().unwrap().public_key(),
         endpoint: None,
         // wireguard-go rejects a mask longer than the address.
         allowed_ips: vec![(ip("10.0.0.1"), 33)],
@@ -124,7 +124,7 @@ struct Node {
     ifname: String,
     underlay: &'static str,
     overlay: &'static str,
-    key: Key,
+    key: PrivateKey,
 }
 
 #[test]
@@ -138,14 +138,14 @@ fn two_wireguard_go_nodes_configured_by_us_ping_over_the_tunnel() {
             ifname: unique("wgp"),
             underlay: "172.30.0.1",
             overlay: "10.44.0.1",
-            key: Key::generate().unwrap(),
+            key: PrivateKey::generate().unwrap(),
         },
         Node {
             ns: Netns::new(),
             ifname: unique("wgp"),
             underlay: "172.30.0.2",
             overlay: "10.44.0.2",
-            key: Key::generate().unwrap(),
+            key: PrivateKey::generate().unwrap(),
         },
     ];
     let [one, two] = &nodes;
@@ -185,7 +185,7 @@ fn two_wireguard_go_nodes_configured_by_us_ping_over_the_tunnel() {
             nl.add_address(link.index, ip(me.overlay), 32).unwrap();
             let mut wg = Backend::open(&me.ifname).unwrap();
             wg.set_device(&DeviceConfig {
-                private_key: me.key,
+                private_key: &me.key,
                 listen_port: port,
             })
             .unwrap();

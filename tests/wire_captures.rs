@@ -117,7 +117,7 @@ fn vectors_cover_the_interesting_traffic() {
 #[test]
 fn every_captured_packet_opens_and_reencodes_identically() {
     for v in all() {
-        let ring = Keyring::new(v.key);
+        let ring = Keyring::new(v.key.into());
         for c in v.captures.iter().filter(|c| !c.stream) {
             let msgs = open_packet(&c.raw, &ring).unwrap_or_else(|e| panic!("{}: {e}", c.flow));
             assert_eq!(msgs.len(), c.msgs.len(), "{}", c.flow);
@@ -135,7 +135,12 @@ fn captured_packets_reseal_byte_identically() {
             let plain = reframe(&c.msgs);
             assert_eq!(plain, c.plain, "{}: framing", c.flow);
             let nonce: [u8; 12] = c.raw[1..13].try_into().expect("nonce");
-            assert_eq!(encrypt(&v.key, nonce, &plain, b""), c.raw, "{}", c.flow);
+            assert_eq!(
+                encrypt(&v.key.into(), nonce, &plain, b""),
+                c.raw,
+                "{}",
+                c.flow
+            );
         }
     }
 }
@@ -143,7 +148,7 @@ fn captured_packets_reseal_byte_identically() {
 #[test]
 fn every_captured_stream_opens_and_reseals_byte_identically() {
     for v in all() {
-        let ring = Keyring::new(v.key);
+        let ring = Keyring::new(v.key.into());
         for c in v.captures.iter().filter(|c| c.stream) {
             let (msg, used) = open_stream(&c.raw, &ring)
                 .unwrap_or_else(|e| panic!("{}: {e}", c.flow))
@@ -154,7 +159,10 @@ fn every_captured_stream_opens_and_reseals_byte_identically() {
             // Go always compresses stream payloads; ours must match theirs bit for bit.
             assert_eq!(compress(&encoded), c.plain, "{}", c.flow);
             let nonce: [u8; 12] = c.raw[6..18].try_into().expect("nonce");
-            assert_eq!(encrypt(&v.key, nonce, &c.plain, &c.raw[..5]), c.raw[5..]);
+            assert_eq!(
+                encrypt(&v.key.into(), nonce, &c.plain, &c.raw[..5]),
+                c.raw[5..]
+            );
             for cut in 0..c.raw.len() {
                 assert_eq!(open_stream(&c.raw[..cut], &ring), Ok(None), "cut {cut}");
             }
@@ -186,7 +194,7 @@ fn captured_lzw_payloads_round_trip() {
 #[test]
 fn decoded_values_match_the_capture() {
     let v = parse(THREE_NODES);
-    let ring = Keyring::new(v.key);
+    let ring = Keyring::new(v.key.into());
     let first = open_packet(&v.captures[0].raw, &ring).expect("opens");
     let Message::Alive(a) = &first[0] else {
         panic!("expected alive, got {first:?}");
@@ -227,7 +235,7 @@ fn decoded_values_match_the_capture() {
         .iter()
         .find(|c| c.msgs.iter().any(|(_, b)| b[0] == 5))
         .expect("a dead message");
-    let msgs = open_packet(&dead.raw, &Keyring::new(m.key)).expect("opens");
+    let msgs = open_packet(&dead.raw, &Keyring::new(m.key.into())).expect("opens");
     let d = msgs
         .iter()
         .find_map(|m| match m {
@@ -241,9 +249,9 @@ fn decoded_values_match_the_capture() {
 #[test]
 fn wrong_key_is_rejected_and_secondary_keys_decrypt() {
     for v in all() {
-        let wrong = Keyring::new([0x5a; 32]);
-        let mut rotated = Keyring::new([0x5a; 32]);
-        rotated.install(v.key);
+        let wrong = Keyring::new([0x5a; 32].into());
+        let mut rotated = Keyring::new([0x5a; 32].into());
+        rotated.install(v.key.into());
         for c in &v.captures {
             if c.stream {
                 assert_eq!(open_stream(&c.raw, &wrong), Err(WireError::Decrypt));
@@ -259,7 +267,7 @@ fn wrong_key_is_rejected_and_secondary_keys_decrypt() {
 #[test]
 fn truncated_and_flipped_packets_are_rejected() {
     let v = parse(THREE_NODES);
-    let ring = Keyring::new(v.key);
+    let ring = Keyring::new(v.key.into());
     for c in v.captures.iter().filter(|c| !c.stream).take(4) {
         for cut in 0..c.raw.len() {
             let kind = open_packet(&c.raw[..cut], &ring).map_err(|e| e.kind());
@@ -284,7 +292,7 @@ fn truncated_and_flipped_packets_are_rejected() {
 #[test]
 fn flipped_and_oversized_streams_are_rejected() {
     let v = parse(MIXED_VERSIONS);
-    let ring = Keyring::new(v.key);
+    let ring = Keyring::new(v.key.into());
     let c = v.captures.iter().find(|c| c.stream).expect("a stream");
     for bit in 0..c.raw.len() * 8 {
         let mut bad = c.raw.clone();

@@ -19,8 +19,8 @@ const BLOCK_SIZE: usize = 16;
 /// Bytes added by encryption (version 1): version byte, nonce, GCM tag.
 pub const ENCRYPTION_OVERHEAD: usize = VERSION_SIZE + NONCE_SIZE + TAG_SIZE;
 
-/// A 32-byte AES-256 key.
-pub type Key = [u8; 32];
+/// A 32-byte AES-256 key: not `Copy`, zeroed on drop.
+pub type Key = crate::secret::SecretKey;
 
 /// Why a keyring operation was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,8 @@ pub struct Keyring {
 }
 
 impl Drop for Keyring {
-    // Cluster keys do not outlive their keyring in memory.
+    // Each key zeroizes itself; this also clears the spare capacity, where `remove` leaves a
+    // copy of the last key.
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.keys);
     }
@@ -163,7 +164,7 @@ impl Nonces {
 
 /// Encrypts `plain` as a version-1 payload: `1 | nonce | ciphertext + tag`, authenticating `aad`.
 pub fn encrypt(key: &Key, nonce: [u8; 12], plain: &[u8], aad: &[u8]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(key.into());
+    let cipher = Aes256Gcm::new(key.as_bytes().into());
     let sealed = cipher
         .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
         // aes-gcm only fails for plaintexts above 64 GiB; ours are bounded by the protocol.
@@ -192,7 +193,7 @@ pub fn decrypt(keyring: &Keyring, payload: &[u8], aad: &[u8]) -> Result<Vec<u8>,
         .keys()
         .iter()
         .find_map(|key| {
-            Aes256Gcm::new(key.into())
+            Aes256Gcm::new(key.as_bytes().into())
                 .decrypt(nonce, Payload { msg, aad })
                 .ok()
         })
@@ -213,16 +214,20 @@ mod tests {
 
     #[test]
     fn keyring_rotation_follows_memberlist() {
-        let (a, b, c) = ([1; 32], [2; 32], [3; 32]);
-        let mut ring = Keyring::from_keys(vec![a, b, a]).expect("non-empty");
-        assert_eq!(ring.keys(), [a, b]);
-        ring.install(c);
-        ring.install(b);
-        assert_eq!(ring.keys(), [a, b, c]);
-        assert_eq!(ring.use_key(&[9; 32]), Err(KeyringError::NotInstalled));
+        let (a, b, c) = (Key::from([1; 32]), Key::from([2; 32]), Key::from([3; 32]));
+        let mut ring =
+            Keyring::from_keys(vec![a.clone(), b.clone(), a.clone()]).expect("non-empty");
+        assert_eq!(ring.keys(), [a.clone(), b.clone()]);
+        ring.install(c.clone());
+        ring.install(b.clone());
+        assert_eq!(ring.keys(), [a.clone(), b.clone(), c.clone()]);
+        assert_eq!(
+            ring.use_key(&[9; 32].into()),
+            Err(KeyringError::NotInstalled)
+        );
         ring.use_key(&c).expect("installed");
         assert_eq!(ring.primary(), &c);
-        assert_eq!(ring.keys(), [c, a, b]);
+        assert_eq!(ring.keys(), [c.clone(), a.clone(), b.clone()]);
         assert_eq!(ring.remove(&c), Err(KeyringError::RemovePrimary));
         ring.remove(&a).expect("secondary");
         assert_eq!(ring.keys(), [c, b]);
@@ -250,8 +255,8 @@ mod tests {
 
     #[test]
     fn decrypt_tries_every_key_and_checks_aad() {
-        let ring = Keyring::from_keys(vec![[7; 32], [8; 32]]).expect("non-empty");
-        let sealed = encrypt(&[8; 32], [5; 12], b"hello", b"aad");
+        let ring = Keyring::from_keys(vec![[7; 32].into(), [8; 32].into()]).expect("non-empty");
+        let sealed = encrypt(&[8; 32].into(), [5; 12], b"hello", b"aad");
         assert_eq!(sealed.len(), 5 + ENCRYPTION_OVERHEAD);
         assert_eq!(
             decrypt(&ring, &sealed, b"aad").as_deref(),
@@ -259,7 +264,7 @@ mod tests {
         );
         assert_eq!(decrypt(&ring, &sealed, b"other"), Err(WireError::Decrypt));
         assert_eq!(
-            decrypt(&Keyring::new([7; 32]), &sealed, b"aad"),
+            decrypt(&Keyring::new([7; 32].into()), &sealed, b"aad"),
             Err(WireError::Decrypt)
         );
     }
@@ -267,13 +272,13 @@ mod tests {
     #[test]
     fn version_zero_padding_is_removed() {
         // Version 0 encrypts the PKCS#7-padded plaintext; build one by hand.
-        let key = [4; 32];
+        let key = Key::from([4; 32]);
         let mut padded = b"ping".to_vec();
         padded.extend_from_slice(&[12; 12]);
         let mut sealed = encrypt(&key, [1; 12], &padded, b"");
         sealed[0] = 0;
         assert_eq!(
-            decrypt(&Keyring::new(key), &sealed, b"").as_deref(),
+            decrypt(&Keyring::new(key.clone()), &sealed, b"").as_deref(),
             Ok(&b"ping"[..])
         );
         let mut bad = b"ping".to_vec();
@@ -288,8 +293,8 @@ mod tests {
 
     #[test]
     fn unknown_version_and_short_payloads_are_rejected() {
-        let ring = Keyring::new([1; 32]);
-        let mut sealed = encrypt(&[1; 32], [0; 12], b"x", b"");
+        let ring = Keyring::new([1; 32].into());
+        let mut sealed = encrypt(ring.primary(), [0; 12], b"x", b"");
         sealed[0] = 2;
         assert_eq!(
             decrypt(&ring, &sealed, b""),

@@ -192,7 +192,7 @@ impl Sim {
         let config = Config {
             name: name.to_owned(),
             advertise: addr,
-            keyring: Keyring::new(KEY),
+            keyring: Keyring::new(KEY.into()),
             timing: self.cfg.timing.clone(),
             meta,
         };

@@ -417,7 +417,7 @@ mod tests {
     use crate::membership::message::NackResp;
 
     fn ring() -> Keyring {
-        Keyring::new([0x11; 32])
+        Keyring::new([0x11; 32].into())
     }
 
     #[test]

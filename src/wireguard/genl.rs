@@ -16,6 +16,7 @@ use neli::{
 
 use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus};
 use crate::netlink::Conn;
+use zeroize::Zeroizing;
 
 const FAMILY_NAME: &str = "wireguard";
 const VERSION: u8 = 1;
@@ -76,7 +77,9 @@ impl Kernel {
     pub fn set_device(&mut self, config: &DeviceConfig) -> Result<(), Error> {
         let what = format!("configuring WireGuard device {}", self.ifname);
         let msg = set_device_msg(&self.ifname, config).map_err(|e| e.with_context(&what))?;
-        self.send(&what, msg)
+        self.conn
+            .exchange(&what, self.family, NlmF::empty(), &msg)
+            .map(drop)
     }
 
     pub fn apply(&mut self, changes: &[PeerChange]) -> Result<(), Error> {
@@ -175,15 +178,29 @@ fn message(cmd: u8, attrs: Vec<Attr>) -> Result<Msg, Error> {
         .map_err(build_error)
 }
 
-fn set_device_msg(ifname: &str, config: &DeviceConfig) -> Result<Msg, Error> {
-    message(
-        CMD_SET_DEVICE,
-        vec![
-            ifname_attr(ifname)?,
-            attr(DEVICE_PRIVATE_KEY, false, config.private_key.0)?,
-            attr(DEVICE_LISTEN_PORT, false, config.listen_port)?,
-        ],
-    )
+/// Written by hand rather than with neli's attributes, whose buffers are freed without being
+/// zeroized: this message holds the private key. Sized up front, so never reallocated.
+fn set_device_msg(ifname: &str, config: &DeviceConfig) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let attr_size = |payload: usize| (4 + payload).next_multiple_of(4);
+    let key = config.private_key.as_bytes();
+    let port = config.listen_port.to_ne_bytes();
+    let size = 4 + attr_size(ifname.len() + 1) + attr_size(key.len()) + attr_size(port.len());
+    let mut msg = Zeroizing::new(Vec::with_capacity(size));
+    msg.extend_from_slice(&[CMD_SET_DEVICE, VERSION, 0, 0]);
+    for (ty, parts) in [
+        (DEVICE_IFNAME, [ifname.as_bytes(), &[0]]),
+        (DEVICE_PRIVATE_KEY, [key, &[]]),
+        (DEVICE_LISTEN_PORT, [&port, &[]]),
+    ] {
+        let len = 4 + parts.iter().map(|p| p.len()).sum::<usize>();
+        let len = u16::try_from(len).map_err(|_| build_error("interface name too long"))?;
+        msg.extend_from_slice(&len.to_ne_bytes());
+        msg.extend_from_slice(&ty.to_ne_bytes());
+        parts.iter().for_each(|p| msg.extend_from_slice(p));
+        let padded = msg.len().next_multiple_of(4);
+        msg.resize(padded, 0);
+    }
+    Ok(msg)
 }
 
 /// SET_DEVICE messages carrying the changes in order, whole peers per message.
@@ -429,7 +446,7 @@ fn parse_allowed_ip(bytes: &[u8]) -> Result<(IpAddr, u8), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::PeerConfig;
+    use super::super::{PeerConfig, PrivateKey};
     use super::*;
 
     /// A netlink attribute written by hand: length, type, payload, padding to 4.
@@ -503,7 +520,7 @@ mod tests {
         let msg = set_device_msg(
             "wg0",
             &DeviceConfig {
-                private_key: Key([7; 32]),
+                private_key: &PrivateKey::from([7; 32]),
                 listen_port: 51820,
             },
         )
@@ -512,7 +529,9 @@ mod tests {
         expected.extend(tlv(DEVICE_IFNAME, b"wg0\0"));
         expected.extend(tlv(DEVICE_PRIVATE_KEY, &[7; 32]));
         expected.extend(tlv(DEVICE_LISTEN_PORT, &51820u16.to_ne_bytes()));
-        assert_eq!(bytes_of(&msg), expected);
+        assert_eq!(*msg, expected);
+        // Sized exactly: no reallocation left a copy of the key behind.
+        assert_eq!(msg.capacity(), expected.len());
     }
 
     #[test]

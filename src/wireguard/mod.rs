@@ -6,34 +6,17 @@ pub mod genl;
 mod keys;
 pub mod uapi;
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 pub use crate::netlink::Error;
-pub use keys::{Key, KeyError};
+pub use keys::{Key, KeyError, PrivateKey};
 
-/// The device's own settings.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DeviceConfig {
-    pub private_key: Key,
+/// The device's own settings. The private key is borrowed: its one owner zeroizes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceConfig<'a> {
+    pub private_key: &'a PrivateKey,
     pub listen_port: u16,
-}
-
-impl Drop for DeviceConfig {
-    // The private key does not outlive its configuration in memory.
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.private_key);
-    }
-}
-
-impl fmt::Debug for DeviceConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceConfig")
-            .field("public_key", &self.private_key.public_key())
-            .field("listen_port", &self.listen_port)
-            .finish()
-    }
 }
 
 /// The desired state of one peer. An upsert sets every field: allowed IPs replace the

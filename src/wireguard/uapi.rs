@@ -2,13 +2,13 @@
 //! boringtun over `/var/run/wireguard/<iface>.sock`: `key=value` lines ending with a
 //! blank line, keys in hex, replies ending with `errno=N`. One request per connection.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus};
+use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus, PrivateKey};
 use zeroize::Zeroizing;
 
 const SOCKET_DIR: &str = "/var/run/wireguard";
@@ -56,33 +56,61 @@ impl Userspace {
         parse_get(&reply).map_err(|e| Error::new(what, e))
     }
 
-    /// Sends one request and returns the reply's lines before `errno=0`.
-    fn exchange(&self, what: &str, request: &str) -> Result<String, Error> {
+    /// Sends one request and returns the reply's lines before `errno=0`. A `get` reply holds
+    /// the private key, so it is read without a `BufReader` (whose buffer is freed without being
+    /// zeroized) into buffers zeroized when dropped.
+    fn exchange(&self, what: &str, request: &str) -> Result<Zeroizing<String>, Error> {
         let io_err = |e: std::io::Error| Error::new(what, format!("{}: {e}", self.path.display()));
         let mut stream = UnixStream::connect(&self.path).map_err(io_err)?;
         stream.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
         stream.set_write_timeout(Some(TIMEOUT)).map_err(io_err)?;
         stream.write_all(request.as_bytes()).map_err(io_err)?;
         // The daemon keeps the connection open for more requests: read up to the
-        // blank line that ends the reply rather than to EOF.
-        let mut reader = BufReader::new((&stream).take(MAX_REPLY));
-        let mut reply = String::new();
+        // errno line that ends the reply rather than to EOF.
+        let mut stream = (&stream).take(MAX_REPLY);
+        let mut reply = Zeroizing::new(Vec::with_capacity(4096));
+        // Where the first line not yet looked at starts.
+        let mut line_start = 0;
         loop {
-            let start = reply.len();
-            if reader.read_line(&mut reply).map_err(io_err)? == 0 {
-                return Err(Error::new(what, "the daemon closed the socket mid-reply"));
+            if reply.len() == reply.capacity() {
+                // Copied into a new buffer rather than reallocated: the old one is zeroized.
+                let mut bigger = Zeroizing::new(Vec::with_capacity(2 * reply.capacity()));
+                bigger.extend_from_slice(&reply);
+                reply = bigger;
             }
-            let line = reply[start..].trim_end_matches('\n');
-            if let Some(code) = line.strip_prefix("errno=") {
-                let code: i32 = code
-                    .parse()
-                    .map_err(|_| Error::new(what, format!("bad reply line {line:?}")))?;
-                reply.truncate(start);
-                // wireguard-go answers negative numbers, boringtun positive ones.
-                return match code {
-                    0 => Ok(reply),
-                    _ => Err(Error::errno(what, code.saturating_abs())),
-                };
+            let filled = reply.len();
+            let capacity = reply.capacity();
+            reply.resize(capacity, 0);
+            let read = match stream.read(&mut reply[filled..]) {
+                Ok(0) => return Err(Error::new(what, "the daemon closed the socket mid-reply")),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(io_err(e)),
+            };
+            reply.truncate(filled + read);
+            while let Some(len) = reply[line_start..].iter().position(|&b| b == b'\n') {
+                let line = &reply[line_start..line_start + len];
+                if let Some(code) = line.strip_prefix(b"errno=") {
+                    let code = std::str::from_utf8(code)
+                        .ok()
+                        .and_then(|c| c.parse::<i32>().ok());
+                    let code = code.ok_or_else(|| {
+                        let line = String::from_utf8_lossy(line);
+                        Error::new(what, format!("bad reply line {line:?}"))
+                    })?;
+                    // wireguard-go answers negative numbers, boringtun positive ones.
+                    if code != 0 {
+                        return Err(Error::errno(what, code.saturating_abs()));
+                    }
+                    reply.truncate(line_start);
+                    return String::from_utf8(std::mem::take(&mut *reply))
+                        .map(Zeroizing::new)
+                        .map_err(|e| {
+                            drop(Zeroizing::new(e.into_bytes()));
+                            Error::new(what, "the reply is not text")
+                        });
+                }
+                line_start += len + 1;
             }
         }
     }
@@ -91,7 +119,7 @@ impl Userspace {
 /// Holds the private key: built in one allocation (no reallocation leaves a copy behind) and
 /// zeroized when dropped.
 fn set_device_request(config: &DeviceConfig) -> Zeroizing<String> {
-    let hex = Zeroizing::new(config.private_key.to_hex());
+    let hex = config.private_key.to_hex();
     let port = config.listen_port.to_string();
     let mut req = Zeroizing::new(String::with_capacity(64 + hex.len() + port.len()));
     for part in ["set=1\nprivate_key=", &hex, "\nlisten_port=", &port, "\n\n"] {
@@ -155,8 +183,9 @@ fn parse_get(reply: &str) -> Result<DeviceStatus, String> {
         let Some(peer) = device.peers.last_mut() else {
             match key {
                 "private_key" => {
-                    let private = Key::from_hex(value).map_err(|e| e.to_string())?;
-                    device.public_key = (!private.is_zero()).then(|| private.public_key());
+                    let private = PrivateKey::from_hex(value).map_err(|e| e.to_string())?;
+                    device.public_key =
+                        (private.as_bytes() != &[0; 32]).then(|| private.public_key());
                 }
                 "listen_port" => {
                     device.listen_port = u16::try_from(number()?).map_err(|_| bad())?
@@ -225,7 +254,7 @@ mod tests {
     #[test]
     fn set_device_request_has_hex_key_and_port() {
         let req = set_device_request(&DeviceConfig {
-            private_key: key(0xab),
+            private_key: &PrivateKey::from([0xab; 32]),
             listen_port: 51820,
         });
         assert_eq!(
@@ -272,7 +301,7 @@ mod tests {
 
     #[test]
     fn get_reply_parses_device_and_peers() {
-        let private = key(0x40);
+        let private = PrivateKey::from([0x40; 32]);
         let reply = format!(
             "private_key={}\nlisten_port=51821\nfwmark=0\n\
              public_key={}\npreshared_key={}\nprotocol_version=1\nendpoint=192.0.2.1:51820\n\
@@ -281,7 +310,7 @@ mod tests {
              allowed_ip=10.9.0.0/16\n\
              public_key={}\nendpoint=[fe80::1%2]:7\nlast_handshake_time_sec=0\n\
              last_handshake_time_nsec=0\npersistent_keepalive_interval=30\n",
-            private.to_hex(),
+            *private.to_hex(),
             key(1).to_hex(),
             "00".repeat(32),
             key(2).to_hex()
@@ -310,6 +339,46 @@ mod tests {
         assert_eq!(q.endpoint, Some("[fe80::1]:7".parse().unwrap()));
         assert_eq!(q.last_handshake, None);
         assert_eq!(q.persistent_keepalive, Some(30));
+    }
+
+    /// A daemon on a real socket answering one request with `reply` in small writes.
+    fn exchange_with(reply: String) -> Result<Zeroizing<String>, Error> {
+        let dir = crate::fsutil::testutil::TempDir::new("uapi-exchange");
+        let path = dir.path().join("wg0.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let daemon = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 7];
+            conn.read_exact(&mut request).unwrap();
+            assert_eq!(&request, b"get=1\n\n");
+            for chunk in reply.as_bytes().chunks(1000) {
+                conn.write_all(chunk).unwrap();
+            }
+        });
+        let userspace = Userspace {
+            path,
+            ifname: "wg0".into(),
+        };
+        let reply = userspace.exchange("reading", "get=1\n\n");
+        daemon.join().unwrap();
+        reply
+    }
+
+    #[test]
+    fn exchange_reads_long_replies_up_to_the_errno_line() {
+        // Longer than the first buffer, so it is read across a growth.
+        let lines: String = (0..500)
+            .map(|i| format!("allowed_ip=10.0.{}.{}/32\n", i / 250, i % 250))
+            .collect();
+        assert!(lines.len() > 4096);
+        let reply = exchange_with(format!("{lines}errno=0\n\n")).unwrap();
+        assert_eq!(*reply, lines);
+        let e = exchange_with("listen_port=1\nerrno=-2\n\n".into()).unwrap_err();
+        assert_eq!(e.raw_errno(), Some(2));
+        let e = exchange_with("errno=x\n\n".into()).unwrap_err();
+        assert!(e.to_string().contains("bad reply line \"errno=x\""), "{e}");
+        let e = exchange_with("listen_port=1\n".into()).unwrap_err();
+        assert!(e.to_string().contains("closed the socket mid-reply"), "{e}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use wesher::wireguard::{DeviceStatus, Key, PeerConfig};
+use wesher::wireguard::{DeviceStatus, Key, PeerConfig, PrivateKey};
 
 /// Whether the test can run; prints why not, and fails instead under CI=true.
 pub fn prerequisites(programs: &[&str]) -> bool {
@@ -230,7 +230,7 @@ fn sorted(mut peers: Vec<WgPeer>) -> Vec<WgPeer> {
 /// back equals what `wg` shows.
 pub fn assert_device(
     dump: &str,
-    private: &Key,
+    private: &PrivateKey,
     port: u16,
     peers: &[PeerConfig],
     ours: &DeviceStatus,

@@ -395,6 +395,19 @@ impl Node {
         cmd
     }
 
+    /// A command that runs `program` in the node through `wrapper` (a program that execs its
+    /// last argument, as setpriv does), or directly when `wrapper` is empty.
+    pub fn command_via(&self, wrapper: &[impl AsRef<str>], program: &str) -> Command {
+        match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = self.command(first.as_ref());
+                cmd.args(rest.iter().map(AsRef::as_ref)).arg(program);
+                cmd
+            }
+            None => self.command(program),
+        }
+    }
+
     /// Runs a program found on the host (ip, wg, ping, sh, ...) in the node, bounded in time.
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {
         let mut cmd = self.command(program);
@@ -429,7 +442,12 @@ impl Node {
 
     /// Starts `wireguard-go -f IFACE` and waits for its UAPI socket.
     pub fn start_wireguard(&self, iface: &str) -> Proc<'_> {
-        let mut cmd = self.command("wireguard-go");
+        self.start_wireguard_via(iface, &[] as &[&str])
+    }
+
+    /// The same through `wrapper` (see `command_via`).
+    pub fn start_wireguard_via(&self, iface: &str, wrapper: &[impl AsRef<str>]) -> Proc<'_> {
+        let mut cmd = self.command_via(wrapper, "wireguard-go");
         // Any value but 1 makes wireguard-go fork forever; -f is all it needs.
         cmd.env_remove("WG_PROCESS_FOREGROUND").arg("-f").arg(iface);
         let mut proc = self.spawn(&format!("wireguard-go-{iface}"), cmd);
@@ -457,6 +475,7 @@ impl Node {
     pub fn wesher(&self) -> WesherCmd<'_> {
         WesherCmd {
             node: self,
+            wrapper: Vec::new(),
             args: vec!["--state-dir".into(), self.state_dir().display().to_string()],
             env: vec![("WESHER_LOG_LEVEL".into(), "debug".into())],
         }
@@ -589,6 +608,8 @@ impl Node {
 /// Builder for one wesher process in a node.
 pub struct WesherCmd<'a> {
     node: &'a Node,
+    /// A program (and its arguments) that runs wesher, such as `setpriv ...`.
+    wrapper: Vec<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -609,8 +630,14 @@ impl<'a> WesherCmd<'a> {
         self
     }
 
+    /// Runs wesher through `wrapper` (see `Node::command_via`).
+    pub fn via(mut self, wrapper: &[String]) -> Self {
+        self.wrapper = wrapper.to_vec();
+        self
+    }
+
     fn command(&self) -> Command {
-        let mut cmd = self.node.command(WESHER);
+        let mut cmd = self.node.command_via(&self.wrapper, WESHER);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k, v)))

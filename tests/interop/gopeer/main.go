@@ -77,6 +77,8 @@ func (events) NotifyUpdate(n *memberlist.Node) { emit(describe("update", n)) }
 type delegate struct {
 	sync.Mutex
 	meta []byte
+	// routed is sent as wesher-rs's RoutedNets field when not empty; set before memberlist runs.
+	routed []string
 }
 
 func (d *delegate) NodeMeta(limit int) []byte {
@@ -99,7 +101,19 @@ func (d *delegate) set(overlay, pubkey string) error {
 		return err
 	}
 	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(nodeMeta{OverlayAddr: addr, PubKey: pubkey}); err != nil {
+	if len(d.routed) == 0 {
+		err = gob.NewEncoder(&buf).Encode(nodeMeta{OverlayAddr: addr, PubKey: pubkey})
+	} else {
+		// Another type, so that without routed networks the bytes stay Go wesher's; gob sends
+		// the type's name, which must be nodeMeta too.
+		type nodeMeta struct {
+			OverlayAddr netip.Addr
+			PubKey      string
+			RoutedNets  []string
+		}
+		err = gob.NewEncoder(&buf).Encode(nodeMeta{OverlayAddr: addr, PubKey: pubkey, RoutedNets: d.routed})
+	}
+	if err != nil {
 		return err
 	}
 	d.Lock()
@@ -130,6 +144,7 @@ func main() {
 	key := flag.String("key", "", "cluster key, base64 of 32 bytes (required)")
 	overlay := flag.String("overlay", "", "initial metadata overlay address (empty: no metadata yet)")
 	pubkey := flag.String("pubkey", "", "initial metadata public key")
+	routed := flag.String("routed", "", "comma-separated routed networks, sent as wesher-rs's RoutedNets metadata field (taken as given: no checks)")
 	profile := flag.String("profile", "wan", "timings: wan (memberlist.DefaultWANConfig, as wesher) or fast")
 	probeInterval := flag.Duration("probe-interval", 0, "override ProbeInterval")
 	probeTimeout := flag.Duration("probe-timeout", 0, "override ProbeTimeout")
@@ -181,6 +196,9 @@ func main() {
 	}
 
 	d := &delegate{}
+	if *routed != "" {
+		d.routed = strings.Split(*routed, ",")
+	}
 	if *overlay != "" {
 		if err := d.set(*overlay, *pubkey); err != nil {
 			log.Fatalf("gopeer: -overlay: %v", err)
