@@ -164,6 +164,12 @@ wesher_ping_by_hostname() {
     done
 }
 
+# Node m's metadata in node n's state file (base64); fails while there is none.
+state_meta() {
+    tr '{' '\n' <"/var/lib/wesher-node$1/$WG_IFACE.json" | grep "\"Name\": *\"node$2\"" |
+        sed -n 's/.*"Meta": *"\([^"]*\)".*/\1/p' | grep .
+}
+
 wesher_wg_show_agrees() {
     for n in $NODES; do
         in_node "$n" $WG show $WG_IFACE dump >/tmp/dump || fail "wg show dump on node$n"
@@ -185,9 +191,9 @@ wesher_wg_show_agrees() {
             in_node "$n" $IP -4 route show dev $WG_IFACE | grep -q "^$(overlay_of "$m") " ||
                 fail "node$n has no route to node$m's overlay address on $WG_IFACE"
             # What node m advertises: its gob metadata (base64 in node n's state file) holds the key.
-            meta=$(tr '{' '\n' <"/var/lib/wesher-node$n/$WG_IFACE.json" | grep "\"Name\": *\"node$m\"" |
-                sed -n 's/.*"Meta": *"\([^"]*\)".*/\1/p')
-            [ -n "$meta" ] || fail "node$n's state file has no metadata for node$m"
+            # The agent writes its state at most every 5 s, so the file may not hold node m yet.
+            wait_for 15 "node$n's state file holding node$m's metadata" state_meta "$n" "$m"
+            meta=$(state_meta "$n" "$m")
             echo "$meta" | base64 -d | strings -n 8 | grep -qF "$pub" ||
                 fail "node$m's advertised metadata (in node$n's state) does not carry its device key $pub"
         done
