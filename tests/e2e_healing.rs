@@ -283,6 +283,20 @@ fn state_is_written_only_when_it_changed() {
     );
 }
 
+/// A default route through a gateway on the node's uplink subnet (nothing answers there).
+fn add_default_route(node: &Node) {
+    let route = [
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.99.0.254",
+        "dev",
+        "eth0",
+    ];
+    must(node, "ip", &route);
+}
+
 /// Routed networks that would take over a node's own routing: node2 advertises node1's LAN
 /// and the underlay subnet; node1 keeps its LAN route, default route and underlay
 /// reachability. (The default routes themselves: `a_peer_advertising_the_default_routes_...`.)
@@ -296,19 +310,7 @@ fn hostile_routed_networks_are_refused() {
     must(n1, "ip", &["link", "add", "lan0", "type", "bridge"]);
     must(n1, "ip", &["addr", "add", "192.168.1.1/24", "dev", "lan0"]);
     must(n1, "ip", &["link", "set", "lan0", "up"]);
-    must(
-        n1,
-        "ip",
-        &[
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.99.0.254",
-            "dev",
-            "eth0",
-        ],
-    );
+    add_default_route(n1);
     let before = n1.exec("ip", &["route", "show", "table", "main"]).stdout;
     let _daemons = topo.start_wireguard_all(DEFAULT_IFACE);
     let seed = n1.ip.to_string();
@@ -370,19 +372,7 @@ fn a_peer_advertising_the_default_routes_is_refused() {
         return;
     };
     let (n1, n2) = (topo.node(1), topo.node(2));
-    must(
-        n1,
-        "ip",
-        &[
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.99.0.254",
-            "dev",
-            "eth0",
-        ],
-    );
+    add_default_route(n1);
     let routes = |family: &str| n1.exec("ip", &[family, "route", "show", "table", "main"]);
     let before = [routes("-4").stdout, routes("-6").stdout];
     let _go = GoPeer::start(n2, &bin, &["-routed", "0.0.0.0/0,::/0,192.168.50.0/24"]);
