@@ -194,3 +194,87 @@ fn on_change_runs_for_joins_a_leave_and_a_coalesced_burst() {
         );
     }
 }
+
+/// The OpenWrt package's default `--on-change` program (openwrt/wesher/files/wesher.hotplug) run
+/// by a real agent: each change becomes one `hotplug-call wesher` with OpenWrt's variables.
+/// Stand-ins, in a mount namespace of the hook's own: `/sbin/hotplug-call` records its
+/// environment (the real one sources /etc/hotplug.d/wesher/*), and `jsonfilter` is jq with the
+/// script's two expression forms translated (`@.a[N].b` and `@.a[N].b[*]`); jsonfilter's other
+/// syntax is not covered.
+#[test]
+fn the_openwrt_hotplug_bridge_turns_each_change_into_an_event() {
+    if !common::prerequisites(&["jq", "unshare"]) {
+        return;
+    }
+    let Some(topo) = Topology::new(2) else {
+        return;
+    };
+    let _wg = topo.start_wireguard_all(DEFAULT_IFACE);
+    let (n1, n2) = (topo.node(1), topo.node(2));
+    let dir = n1.dir().join("hotplug");
+    let (bin, sbin) = (dir.join("bin"), dir.join("sbin"));
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(&sbin).unwrap();
+    let events = dir.join("events");
+    let executable = |path: &Path, text: &str| {
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    executable(
+        &bin.join("jsonfilter"),
+        "#!/bin/sh\n[ \"$1\" = -e ] || exit 2\n\
+         expr=$(printf '%s' \"$2\" | sed 's/^@//; s/\\[\\*\\]$/[]/')\n\
+         exec jq -r \"$expr // empty\"\n",
+    );
+    executable(
+        &sbin.join("hotplug-call"),
+        &format!(
+            "#!/bin/sh\n{{ echo \"type=$1\"; env | grep -v '^PWD=\\|^SHLVL=\\|^_=' | sort; echo end; }} >> {}\n",
+            events.display()
+        ),
+    );
+    let bridge = Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/wesher/files/wesher.hotplug");
+    let hook = dir.join("on-change");
+    executable(
+        &hook,
+        &format!(
+            "#!/bin/sh\nexec unshare -m sh -c 'mount --bind {} /sbin && PATH={}:$PATH exec sh {}'\n",
+            sbin.display(),
+            bin.display(),
+            bridge.display()
+        ),
+    );
+    let hook = hook.display().to_string();
+    let mut agents = vec![start(n1, CLUSTER_KEY, None, &["--on-change", &hook])];
+    let seed = n1.ip.to_string();
+    agents.push(start(
+        n2,
+        CLUSTER_KEY,
+        Some(&seed),
+        &["--routed-net", "192.168.7.0/24,192.168.8.0/24"],
+    ));
+    wait_ping(n1, "node2", &mut agents);
+    let overlay2 = n2.overlay_addr(DEFAULT_IFACE).unwrap();
+    let expected = |action: &str| {
+        format!(
+            "type=wesher\nACTION={action}\nINTERFACE={DEFAULT_IFACE}\nMEMBER=node2\n\
+             MEMBER_ENDPOINT={}:51820\nMEMBER_OVERLAY={overlay2}\n\
+             MEMBER_ROUTED_NETS=192.168.7.0/24 192.168.8.0/24\nend\n",
+            n2.ip
+        )
+    };
+    let join = expected("join");
+    wait_for("the join event", CONVERGE, || {
+        assert_running(&mut agents);
+        let got = fs::read_to_string(&events).unwrap_or_default();
+        (got == join).then_some(()).ok_or(got)
+    });
+    let mut n2_agent = agents.pop().unwrap();
+    assert!(n2_agent.terminate(Duration::from_secs(20)).is_some());
+    let both = format!("{join}{}", expected("leave"));
+    wait_for("the leave event", CONVERGE, || {
+        assert_running(&mut agents);
+        let got = fs::read_to_string(&events).unwrap_or_default();
+        (got == both).then_some(()).ok_or(got)
+    });
+}
