@@ -14,7 +14,6 @@ use crate::overlay::Cidr;
 use zeroize::Zeroizing;
 
 use neli::{
-    attr::Attribute,
     consts::{
         nl::{NlmF, Nlmsg},
         rtnl::{
@@ -125,9 +124,9 @@ impl Conn {
         Ok(Conn { sock, seq: 0 })
     }
 
-    /// Sends one request and returns the payloads of its replies. Non-dump requests ask
-    /// for an ACK, so a failure always comes back as an error number. Only serializing
-    /// and parsing are generic; the exchange itself is compiled once.
+    /// Sends one request and returns the payloads of its replies, parsed by neli as `P`
+    /// (generic netlink). Non-dump requests ask for an ACK, so a failure always comes back as
+    /// an error number.
     pub(crate) fn request<T, P>(
         &mut self,
         what: &str,
@@ -140,17 +139,34 @@ impl Conn {
         P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug,
     {
         let malformed = |e: &dyn fmt::Display| Error::new(what, format!("malformed reply: {e}"));
-        let mut bytes = Cursor::new(Vec::with_capacity(payload.padded_size()));
-        payload
-            .to_bytes(&mut bytes)
-            .map_err(|e| Error::new(what, e.to_string()))?;
-        self.exchange(what, ty.into(), flags, bytes.get_ref())?
+        self.send(what, ty, flags, payload)?
             .iter()
             .map(|reply| {
                 P::from_bytes_with_input(&mut Cursor::new(reply.as_ref()), reply.len())
                     .map_err(|e| malformed(&e))
             })
             .collect()
+    }
+
+    /// Sends one request and returns the raw payloads of its replies. rtnetlink's are read
+    /// by the parsers at the end of this file: neli's derived parsers of its three message
+    /// types cost a router binary 21 KiB.
+    fn send<T, P>(
+        &mut self,
+        what: &str,
+        ty: T,
+        flags: NlmF,
+        payload: P,
+    ) -> Result<Vec<Buffer>, Error>
+    where
+        T: Into<u16>,
+        P: Size + ToBytes,
+    {
+        let mut bytes = Cursor::new(Vec::with_capacity(payload.padded_size()));
+        payload
+            .to_bytes(&mut bytes)
+            .map_err(|e| Error::new(what, e.to_string()))?;
+        self.exchange(what, ty.into(), flags, bytes.get_ref())
     }
 
     /// The raw exchange of a serialized payload (one holding a secret is its caller's to
@@ -326,13 +342,13 @@ impl Netlink {
     /// The interface called `name`, or `None` when there is none.
     pub fn link(&mut self, name: &str) -> Result<Option<Link>, Error> {
         let msg = ifinfo(0, Iff::empty(), vec![rtattr(Ifla::Ifname, name)?])?;
-        match self.conn.request(
+        match self.conn.send(
             &format!("looking up link {name}"),
             Rtm::Getlink,
             NlmF::empty(),
             msg,
         ) {
-            Ok(replies) => Ok(replies.iter().find_map(parse_link)),
+            Ok(replies) => Ok(replies.iter().find_map(|r| parse_link(r.as_ref()))),
             Err(e) if e.errno == Some(ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -346,8 +362,11 @@ impl Netlink {
         let msg = ifinfo(0, Iff::empty(), Vec::new())?;
         let replies = self
             .conn
-            .request("listing links", Rtm::Getlink, NlmF::DUMP, msg)?;
-        Ok(replies.iter().filter_map(parse_link).collect())
+            .send("listing links", Rtm::Getlink, NlmF::DUMP, msg)?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| parse_link(r.as_ref()))
+            .collect())
     }
 
     /// Creates a WireGuard link; an existing link of that name (such as one a
@@ -364,7 +383,7 @@ impl Netlink {
         let msg = ifinfo(0, Iff::empty(), vec![rtattr(Ifla::Ifname, name)?, kind])?;
         match self
             .conn
-            .request(&what, Rtm::Newlink, NlmF::CREATE | NlmF::EXCL, msg)
+            .send(&what, Rtm::Newlink, NlmF::CREATE | NlmF::EXCL, msg)
         {
             Ok(_) => {}
             Err(e) if e.errno == Some(EEXIST) => {}
@@ -405,10 +424,10 @@ impl Netlink {
         let msg = ifaddr(RtAddrFamily::Unspecified, 0, 0, Vec::new())?;
         let replies = self
             .conn
-            .request("listing addresses", Rtm::Getaddr, NlmF::DUMP, msg)?;
+            .send("listing addresses", Rtm::Getaddr, NlmF::DUMP, msg)?;
         Ok(replies
             .iter()
-            .filter_map(parse_address)
+            .filter_map(|r| parse_address(r.as_ref()))
             .filter(|a| index.is_none_or(|i| a.index == i))
             .collect())
     }
@@ -436,7 +455,7 @@ impl Netlink {
         Ok(self
             .main_routes()?
             .into_iter()
-            .filter(|(route, proto)| route.index == index && u8::from(*proto) == RTPROT_WESHER)
+            .filter(|(route, proto)| route.index == index && *proto == RTPROT_WESHER)
             .map(|(route, _)| route)
             .collect())
     }
@@ -491,15 +510,18 @@ impl Netlink {
         what: impl FnOnce(&str) -> String,
     ) -> Result<(), Error>
     where
-        P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug,
+        P: Size + ToBytes,
     {
-        match self.conn.request("", ty, flags, msg) {
+        match self.conn.send("", ty, flags, msg) {
             Ok(_) => Ok(()),
             Err(e) if absent.is_some() && e.errno == absent => Ok(()),
             Err(e) => {
                 let lookup = ifinfo(index, Iff::empty(), Vec::new())?;
-                let name = match self.conn.request("", Rtm::Getlink, NlmF::empty(), lookup) {
-                    Ok(replies) => replies.iter().find_map(parse_link).map(|l| l.name),
+                let name = match self.conn.send("", Rtm::Getlink, NlmF::empty(), lookup) {
+                    Ok(replies) => replies
+                        .iter()
+                        .find_map(|r| parse_link(r.as_ref()))
+                        .map(|l| l.name),
                     Err(_) => None,
                 };
                 let name = name.unwrap_or_else(|| format!("#{index}"));
@@ -555,7 +577,7 @@ impl Netlink {
     }
 
     /// Unicast routes of the main table with their protocol.
-    fn main_routes(&mut self) -> Result<Vec<(Route, Rtprot)>, Error> {
+    fn main_routes(&mut self) -> Result<Vec<(Route, u8)>, Error> {
         let msg = RtmsgBuilder::default()
             .rtm_family(RtAddrFamily::Unspecified)
             .rtm_dst_len(0)
@@ -569,8 +591,11 @@ impl Netlink {
             .map_err(|e| Error::new("listing routes", e.to_string()))?;
         let replies = self
             .conn
-            .request("listing routes", Rtm::Getroute, NlmF::DUMP, msg)?;
-        Ok(replies.iter().filter_map(parse_route).collect())
+            .send("listing routes", Rtm::Getroute, NlmF::DUMP, msg)?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| parse_route(r.as_ref()))
+            .collect())
     }
 }
 
@@ -749,17 +774,41 @@ fn route_msg(index: u32, dst: IpAddr, prefix_len: u8) -> Result<Rtmsg, Error> {
         .map_err(|e| Error::new("building a route message", e.to_string()))
 }
 
-fn attr_bytes<T: RtaType>(attrs: &RtBuffer<T, Buffer>, ty: T) -> Option<&[u8]> {
-    attrs
-        .iter()
-        .find(|a| *a.rta_type() == ty)
-        .map(|a| a.payload().as_ref())
+/// Attribute types carry two flag bits (nested, net byte order) above the type.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+/// The fixed headers of rtnetlink's messages: ifinfomsg, ifaddrmsg, rtmsg.
+const IFINFOMSG_LEN: usize = 16;
+const IFADDRMSG_LEN: usize = 8;
+const RTMSG_LEN: usize = 12;
+
+/// The attributes after a message's fixed header of `header` bytes, as (type, payload) in
+/// order; a truncated or malformed one ends the walk.
+fn attributes(body: &[u8], header: usize) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut rest = body.get(header..).unwrap_or_default();
+    std::iter::from_fn(move || {
+        let len = usize::from(u16_at(rest, 0)?);
+        let ty = u16_at(rest, 2)? & NLA_TYPE_MASK;
+        // A length under the attribute header's 4 bytes makes this range empty: None.
+        let payload = rest.get(4..len)?;
+        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+        Some((ty, payload))
+    })
 }
 
-fn attr_u32<T: RtaType>(attrs: &RtBuffer<T, Buffer>, ty: T) -> Option<u32> {
-    attr_bytes(attrs, ty)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_ne_bytes)
+fn attr(body: &[u8], header: usize, ty: u16) -> Option<&[u8]> {
+    attributes(body, header).find_map(|(t, p)| (t == ty).then_some(p))
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn attr_u32(body: &[u8], header: usize, ty: u16) -> Option<u32> {
+    attr(body, header, ty).and_then(|p| u32_at(p, 0))
 }
 
 fn c_string(bytes: &[u8]) -> String {
@@ -767,56 +816,130 @@ fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-fn parse_link(msg: &Ifinfomsg) -> Option<Link> {
-    let attrs = msg.rtattrs();
-    let kind = attr_bytes(attrs, Ifla::Linkinfo).and_then(|info| {
-        let nested =
-            RtBuffer::<IflaInfo, Buffer>::from_bytes_with_input(&mut Cursor::new(info), info.len())
-                .ok()?;
-        attr_bytes(&nested, IflaInfo::Kind).map(c_string)
-    });
+/// An RTM_NEWLINK message.
+fn parse_link(msg: &[u8]) -> Option<Link> {
+    let kind = attr(msg, IFINFOMSG_LEN, libc::IFLA_LINKINFO)
+        .and_then(|info| attr(info, 0, libc::IFLA_INFO_KIND))
+        .map(c_string);
     Some(Link {
-        index: u32::try_from(*msg.ifi_index()).ok()?,
-        name: c_string(attr_bytes(attrs, Ifla::Ifname)?),
+        index: u32_at(msg, 4).filter(|&i| i32::try_from(i).is_ok())?,
+        name: c_string(attr(msg, IFINFOMSG_LEN, libc::IFLA_IFNAME)?),
         kind,
-        mtu: attr_u32(attrs, Ifla::Mtu).unwrap_or(0),
-        up: msg.ifi_flags().contains(Iff::UP),
+        mtu: attr_u32(msg, IFINFOMSG_LEN, libc::IFLA_MTU).unwrap_or(0),
+        up: u32_at(msg, 8)? & libc::IFF_UP as u32 != 0,
     })
 }
 
-fn parse_address(msg: &Ifaddrmsg) -> Option<Address> {
-    let attrs = msg.rtattrs();
+/// An RTM_NEWADDR message.
+fn parse_address(msg: &[u8]) -> Option<Address> {
     // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is always ours.
-    let bytes = attr_bytes(attrs, Ifa::Local).or_else(|| attr_bytes(attrs, Ifa::Address))?;
+    let bytes = attr(msg, IFADDRMSG_LEN, libc::IFA_LOCAL)
+        .or_else(|| attr(msg, IFADDRMSG_LEN, libc::IFA_ADDRESS))?;
     Some(Address {
-        index: *msg.ifa_index(),
+        index: u32_at(msg, 4)?,
         addr: ip_from_bytes(bytes)?,
-        prefix_len: *msg.ifa_prefixlen(),
+        prefix_len: *msg.get(1)?,
     })
 }
 
-fn parse_route(msg: &Rtmsg) -> Option<(Route, Rtprot)> {
-    let attrs = msg.rtattrs();
-    let table = attr_u32(attrs, Rta::Table).unwrap_or(u32::from(u8::from(*msg.rtm_table())));
-    if table != u32::from(u8::from(RtTable::Main)) || *msg.rtm_type() != Rtn::Unicast {
+/// An RTM_NEWROUTE message of the main table, unicast, with its protocol.
+fn parse_route(msg: &[u8]) -> Option<(Route, u8)> {
+    let header = msg.get(..RTMSG_LEN)?;
+    let (family, dst_len, table, protocol, kind) =
+        (header[0], header[1], header[4], header[5], header[7]);
+    let table = attr_u32(msg, RTMSG_LEN, libc::RTA_TABLE).unwrap_or(u32::from(table));
+    if table != u32::from(libc::RT_TABLE_MAIN) || kind != libc::RTN_UNICAST {
         return None;
     }
-    let dst = match attr_bytes(attrs, Rta::Dst) {
+    let dst = match attr(msg, RTMSG_LEN, libc::RTA_DST) {
         Some(bytes) => ip_from_bytes(bytes)?,
-        None if *msg.rtm_family() == RtAddrFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        None if i32::from(family) == libc::AF_INET6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
     let route = Route {
-        index: attr_u32(attrs, Rta::Oif)?,
+        index: attr_u32(msg, RTMSG_LEN, libc::RTA_OIF)?,
         dst,
-        prefix_len: *msg.rtm_dst_len(),
+        prefix_len: dst_len,
     };
-    Some((route, *msg.rtm_protocol()))
+    Some((route, protocol))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An attribute as the kernel writes it: length, type, payload, padding to 4 bytes.
+    fn nla(ty: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+        out.extend_from_slice(&ty.to_ne_bytes());
+        out.extend_from_slice(payload);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    #[test]
+    fn attributes_are_walked_in_order_and_a_bad_one_ends_the_walk() {
+        let mut body = vec![9; 4]; // a fixed header of 4 bytes
+        body.extend(nla(3, b"wg0\0"));
+        body.extend(nla(0x8000 | 18, &nla(1, b"wireguard")));
+        body.extend(nla(4, &1420u32.to_ne_bytes()));
+        let got: Vec<(u16, &[u8])> = attributes(&body, 4).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], (3, &b"wg0\0"[..]));
+        assert_eq!(got[1].0, 18, "the nested flag is not part of the type");
+        assert_eq!(attr(got[1].1, 0, 1), Some(&b"wireguard"[..]));
+        assert_eq!(attr_u32(&body, 4, 4), Some(1420));
+        // Truncated, too short a length, a length past the end, no header at all.
+        for cut in 0..body.len() {
+            let n = attributes(&body[..cut], 4).count();
+            assert!(n <= 3, "{cut}: {n}");
+        }
+        let mut bad = vec![0; 4];
+        bad.extend_from_slice(&2u16.to_ne_bytes());
+        bad.extend_from_slice(&3u16.to_ne_bytes());
+        assert_eq!(attributes(&bad, 4).count(), 0);
+        bad[4..6].copy_from_slice(&200u16.to_ne_bytes());
+        assert_eq!(attributes(&bad, 4).count(), 0);
+        assert_eq!(attributes(&[], 16).count(), 0);
+    }
+
+    #[test]
+    fn link_address_and_route_messages_are_read() {
+        let mut link = vec![0; IFINFOMSG_LEN];
+        link[4..8].copy_from_slice(&7i32.to_ne_bytes());
+        link[8..12].copy_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+        link.extend(nla(libc::IFLA_IFNAME, b"wgoverlay\0"));
+        link.extend(nla(libc::IFLA_MTU, &1420u32.to_ne_bytes()));
+        link.extend(nla(
+            libc::IFLA_LINKINFO,
+            &nla(libc::IFLA_INFO_KIND, b"wireguard"),
+        ));
+        let l = parse_link(&link).unwrap();
+        assert_eq!(
+            (l.index, l.name.as_str(), l.kind.as_deref(), l.mtu, l.up),
+            (7, "wgoverlay", Some("wireguard"), 1420, true)
+        );
+        link[4..8].copy_from_slice(&(-1i32).to_ne_bytes());
+        assert_eq!(parse_link(&link), None, "a negative index");
+
+        let mut addr = vec![libc::AF_INET as u8, 24, 0, 0];
+        addr.extend_from_slice(&3u32.to_ne_bytes());
+        addr.extend(nla(libc::IFA_ADDRESS, &[10, 0, 0, 9]));
+        addr.extend(nla(libc::IFA_LOCAL, &[10, 0, 0, 1]));
+        let a = parse_address(&addr).unwrap();
+        assert_eq!((a.index, a.addr, a.prefix_len), (3, ip("10.0.0.1"), 24));
+
+        let mut route = vec![libc::AF_INET6 as u8, 0, 0, 0, libc::RT_TABLE_MAIN];
+        route.extend_from_slice(&[RTPROT_WESHER, 0, libc::RTN_UNICAST, 0, 0, 0, 0]);
+        route.extend(nla(libc::RTA_OIF, &5u32.to_ne_bytes()));
+        let (r, proto) = parse_route(&route).unwrap();
+        assert_eq!(
+            (r.index, r.dst, r.prefix_len, proto),
+            (5, ip("::"), 0, RTPROT_WESHER)
+        );
+        route.extend(nla(libc::RTA_TABLE, &255u32.to_ne_bytes()));
+        assert_eq!(parse_route(&route), None, "the local table");
+    }
 
     fn cand(addr: &str, prefix_len: u8, default_route: bool) -> Candidate {
         Candidate {
