@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use neli::{
     consts::{
-        nl::{NlmF, Nlmsg},
+        nl::NlmF,
         rtnl::{
             Arphrd, Ifa, IfaF, Iff, Ifla, IflaInfo, RtAddrFamily, RtScope, RtTable, Rta, RtaType,
             Rtm, Rtn, Rtprot,
@@ -23,7 +23,6 @@ use neli::{
         socket::NlFamily,
     },
     err::SocketError,
-    nl::NlPayload,
     rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder},
     rtnl::{Rtmsg, RtmsgBuilder},
     socket::synchronous::NlSocketHandle,
@@ -228,33 +227,92 @@ impl Conn {
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
-            let (messages, _) = self
-                .sock
-                .recv::<u16, Buffer>()
-                .map_err(|e| fail(e.to_string()))?;
-            for msg in messages {
-                let mut msg = msg.map_err(|e| fail(format!("malformed reply: {e}")))?;
-                if *msg.nl_seq() != seq {
+            // Read by hand rather than by neli (its message parsing costs a router binary
+            // 15 KiB); zeroized, since a device's reply carries its private key.
+            let datagram = self.recv().map_err(|e| fail(e.to_string()))?;
+            let mut rest = &datagram[..];
+            while !rest.is_empty() {
+                let malformed = || fail("malformed reply: a truncated message".into());
+                let len = u32_at(rest, 0).ok_or_else(malformed)? as usize;
+                let (Some(ty), Some(flags), Some(msg_seq)) =
+                    (u16_at(rest, 4), u16_at(rest, 6), u32_at(rest, 8))
+                else {
+                    return Err(malformed());
+                };
+                let body = rest.get(NLMSG_HDRLEN..len).ok_or_else(malformed)?;
+                rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+                if msg_seq != seq {
                     continue; // left over from an earlier request that failed midway
                 }
-                interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
-                let done = dump && *msg.nl_type() == u16::from(Nlmsg::Done);
-                if let Some(err) = msg.get_err() {
-                    return Err(Error::errno(what, err.error().saturating_neg()));
-                }
-                match msg.nl_payload() {
-                    NlPayload::Payload(bytes) if !done => replies.push(bytes.clone()),
-                    NlPayload::Ack(_) => return Ok(Some(replies)),
-                    NlPayload::DumpExtAck(ack) if *ack.error() != 0 => {
-                        return Err(Error::errno(what, ack.error().saturating_neg()))
+                interrupted |= flags & NLM_F_DUMP_INTR != 0;
+                // NLMSG_ERROR: an error number (0 for the ACK); NLMSG_DONE: the end of a
+                // dump, with the dump's own error number.
+                let errno = || u32_at(body, 0).map(|e| e as i32).ok_or_else(malformed);
+                match ty {
+                    NLMSG_ERROR => {
+                        return match errno()? {
+                            0 => Ok(Some(replies)),
+                            e => Err(Error::errno(what, e.saturating_neg())),
+                        }
                     }
-                    _ if done => return Ok((!interrupted).then_some(replies)),
-                    _ => {}
+                    NLMSG_DONE if dump => {
+                        return match errno().unwrap_or(0) {
+                            0 => Ok((!interrupted).then_some(replies)),
+                            e => Err(Error::errno(what, e.saturating_neg())),
+                        }
+                    }
+                    // Replies were lost: as for an inconsistent dump, ask again.
+                    NLMSG_OVERRUN => interrupted = true,
+                    NLMSG_NOOP | NLMSG_DONE => {}
+                    _ => replies.push(Buffer::from(body)),
                 }
             }
         }
     }
+
+    /// One datagram from the socket, whole: its size is asked for first (MSG_TRUNC).
+    fn recv(&mut self) -> std::io::Result<Zeroizing<Vec<u8>>> {
+        let fd = self.sock.as_raw_fd();
+        loop {
+            // SAFETY: a zero-length peek; the kernel writes nothing into the buffer.
+            let size = unsafe {
+                libc::recv(
+                    fd,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_PEEK | libc::MSG_TRUNC,
+                )
+            };
+            let Ok(size) = usize::try_from(size) else {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            };
+            let mut buf = Zeroizing::new(vec![0u8; size]);
+            // SAFETY: the buffer is valid for writes of its length.
+            let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            match usize::try_from(got) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(buf);
+                }
+                Err(_)
+                    if std::io::Error::last_os_error().kind()
+                        == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(std::io::Error::last_os_error()),
+            }
+        }
+    }
 }
+
+// Netlink's own message types and the dump's "inconsistent" flag (linux/netlink.h).
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+const NLM_F_DUMP_INTR: u16 = 0x10;
 
 fn set_recv_timeout(fd: i32, timeout: Duration) -> std::io::Result<()> {
     let tv = libc::timeval {
