@@ -28,7 +28,7 @@ use neli::{
     socket::synchronous::NlSocketHandle,
     types::{Buffer, RtBuffer},
     utils::Groups,
-    FromBytesWithInput, Size, ToBytes,
+    Size, ToBytes,
 };
 
 /// A failed kernel (or WireGuard daemon) operation: what was being done, and why it failed.
@@ -123,34 +123,10 @@ impl Conn {
         Ok(Conn { sock, seq: 0 })
     }
 
-    /// Sends one request and returns the payloads of its replies, parsed by neli as `P`
-    /// (generic netlink). Non-dump requests ask for an ACK, so a failure always comes back as
-    /// an error number.
-    pub(crate) fn request<T, P>(
-        &mut self,
-        what: &str,
-        ty: T,
-        flags: NlmF,
-        payload: P,
-    ) -> Result<Vec<P>, Error>
-    where
-        T: Into<u16>,
-        P: Size + ToBytes + FromBytesWithInput<Input = usize> + fmt::Debug,
-    {
-        let malformed = |e: &dyn fmt::Display| Error::new(what, format!("malformed reply: {e}"));
-        self.send(what, ty, flags, payload)?
-            .iter()
-            .map(|reply| {
-                P::from_bytes_with_input(&mut Cursor::new(reply.as_ref()), reply.len())
-                    .map_err(|e| malformed(&e))
-            })
-            .collect()
-    }
-
-    /// Sends one request and returns the raw payloads of its replies. rtnetlink's are read
-    /// by the parsers at the end of this file: neli's derived parsers of its three message
-    /// types cost a router binary 21 KiB.
-    fn send<T, P>(
+    /// Sends one request and returns the raw payloads of its replies, for `attributes` to
+    /// read: neli's derived parsers cost a router binary 30 KiB. Non-dump requests ask for an
+    /// ACK, so a failure always comes back as an error number.
+    pub(crate) fn send<T, P>(
         &mut self,
         what: &str,
         ty: T,
@@ -841,7 +817,7 @@ const RTMSG_LEN: usize = 12;
 
 /// The attributes after a message's fixed header of `header` bytes, as (type, payload) in
 /// order; a truncated or malformed one ends the walk.
-fn attributes(body: &[u8], header: usize) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(body: &[u8], header: usize) -> impl Iterator<Item = (u16, &[u8])> {
     let mut rest = body.get(header..).unwrap_or_default();
     std::iter::from_fn(move || {
         let len = usize::from(u16_at(rest, 0)?);
@@ -922,18 +898,20 @@ fn parse_route(msg: &[u8]) -> Option<(Route, u8)> {
     Some((route, protocol))
 }
 
+/// An attribute as the kernel writes it, for tests here and in wireguard::genl: length, type,
+/// payload, padding to 4 bytes.
+#[cfg(test)]
+pub(crate) fn nla(ty: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+    out.extend_from_slice(&ty.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An attribute as the kernel writes it: length, type, payload, padding to 4 bytes.
-    fn nla(ty: u16, payload: &[u8]) -> Vec<u8> {
-        let mut out = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&ty.to_ne_bytes());
-        out.extend_from_slice(payload);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out
-    }
 
     #[test]
     fn attributes_are_walked_in_order_and_a_bad_one_ends_the_walk() {

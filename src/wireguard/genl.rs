@@ -7,15 +7,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::time::{Duration, SystemTime};
 
 use neli::{
-    attr::Attribute,
     consts::{genl::CtrlCmd, nl::GenlId, nl::NlmF, socket::NlFamily},
     genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, Nlattr, NlattrBuilder},
     types::{Buffer, GenlBuffer},
-    FromBytesWithInput, Size, ToBytes,
+    Size, ToBytes,
 };
 
 use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus};
-use crate::netlink::Conn;
+use crate::netlink::{attributes, Conn};
 use zeroize::Zeroizing;
 
 const FAMILY_NAME: &str = "wireguard";
@@ -23,6 +22,8 @@ const VERSION: u8 = 1;
 const CTRL_VERSION: u8 = 2;
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
 const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+/// The generic netlink header before the attributes: cmd, version, reserved.
+const GENL_HDRLEN: usize = 4;
 
 const CMD_GET_DEVICE: u8 = 0;
 const CMD_SET_DEVICE: u8 = 1;
@@ -93,13 +94,13 @@ impl Kernel {
     pub fn device(&mut self) -> Result<DeviceStatus, Error> {
         let what = format!("reading WireGuard device {}", self.ifname);
         let request = message(CMD_GET_DEVICE, vec![ifname_attr(&self.ifname)?])?;
-        let replies = self.conn.request(&what, self.family, NlmF::DUMP, request)?;
+        let replies = self.conn.send(&what, self.family, NlmF::DUMP, request)?;
         parse_device(&replies).map_err(|detail| Error::new(what, detail))
     }
 
     fn send(&mut self, what: &str, msg: Msg) -> Result<(), Error> {
         self.conn
-            .request(what, self.family, NlmF::empty(), msg)
+            .send(what, self.family, NlmF::empty(), msg)
             .map(drop)
     }
 }
@@ -117,19 +118,19 @@ fn resolve_family(conn: &mut Conn, name: &str) -> Result<u16, Error> {
         )
         .build()
         .map_err(|e| Error::new(what, e.to_string()))?;
-    let replies = match conn.request(what, u16::from(GenlId::Ctrl), NlmF::empty(), request) {
+    let replies = match conn.send(what, u16::from(GenlId::Ctrl), NlmF::empty(), request) {
         Err(e) if e.raw_errno() == Some(libc::ENOENT) => {
             return Err(e.with_hint(&format!("the kernel has no {name} module")))
         }
         other => other?,
     };
-    replies
+    let id = replies
         .iter()
-        .flat_map(|msg| msg.attrs().iter())
-        .find(|a| *a.nla_type().nla_type() == CTRL_ATTR_FAMILY_ID)
-        .and_then(|a| <[u8; 2]>::try_from(a.payload().as_ref()).ok())
-        .map(u16::from_ne_bytes)
-        .ok_or_else(|| Error::new(what, "the reply has no family id"))
+        .flat_map(|msg| attributes(msg.as_ref(), GENL_HDRLEN))
+        .find(|(ty, _)| *ty == CTRL_ATTR_FAMILY_ID)
+        .and_then(|(_, id)| <[u8; 2]>::try_from(id).ok())
+        .map(u16::from_ne_bytes);
+    id.ok_or_else(|| Error::new(what, "the reply has no family id"))
 }
 
 fn build_error(e: impl std::fmt::Display) -> Error {
@@ -321,14 +322,8 @@ fn parse_sockaddr(b: &[u8]) -> Option<SocketAddr> {
 }
 
 /// Nested attributes as (type without flags, payload).
-fn nested(bytes: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, String> {
-    let attrs =
-        GenlBuffer::<u16, Buffer>::from_bytes_with_input(&mut Cursor::new(bytes), bytes.len())
-            .map_err(|e| format!("malformed nested attribute: {e}"))?;
-    Ok(attrs
-        .into_iter()
-        .map(|a| (*a.nla_type().nla_type(), a.payload().as_ref().to_vec()))
-        .collect())
+fn nested(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    attributes(bytes, 0)
 }
 
 fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
@@ -339,23 +334,22 @@ fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
 
 /// A GET_DEVICE dump: the device in the first message, peers spread over all of them;
 /// a peer whose allowed IPs did not fit continues, same key, in the next message.
-fn parse_device(msgs: &[Msg]) -> Result<DeviceStatus, String> {
+fn parse_device(msgs: &[impl AsRef<[u8]>]) -> Result<DeviceStatus, String> {
     let mut device = DeviceStatus {
         public_key: None,
         listen_port: 0,
         peers: Vec::new(),
     };
     for msg in msgs {
-        for a in msg.attrs().iter() {
-            let payload = a.payload().as_ref();
-            match *a.nla_type().nla_type() {
+        for (ty, payload) in attributes(msg.as_ref(), GENL_HDRLEN) {
+            match ty {
                 DEVICE_PUBLIC_KEY => device.public_key = Some(Key(fixed(payload, "public key")?)),
                 DEVICE_LISTEN_PORT => {
                     device.listen_port = u16::from_ne_bytes(fixed(payload, "listen port")?)
                 }
                 DEVICE_PEERS => {
-                    for (_, peer) in nested(payload)? {
-                        let peer = parse_peer(&peer)?;
+                    for (_, peer) in nested(payload) {
+                        let peer = parse_peer(peer)?;
                         match device.peers.last_mut() {
                             Some(last) if last.public_key == peer.public_key => {
                                 last.allowed_ips.extend(peer.allowed_ips)
@@ -382,20 +376,20 @@ fn parse_peer(bytes: &[u8]) -> Result<PeerStatus, String> {
         persistent_keepalive: None,
     };
     let mut has_key = false;
-    for (ty, payload) in nested(bytes)? {
+    for (ty, payload) in nested(bytes) {
         match ty {
             PEER_PUBLIC_KEY => {
-                peer.public_key = Key(fixed(&payload, "peer key")?);
+                peer.public_key = Key(fixed(payload, "peer key")?);
                 has_key = true;
             }
-            PEER_ENDPOINT => peer.endpoint = parse_sockaddr(&payload),
+            PEER_ENDPOINT => peer.endpoint = parse_sockaddr(payload),
             PEER_KEEPALIVE => {
-                let secs = u16::from_ne_bytes(fixed(&payload, "keepalive")?);
+                let secs = u16::from_ne_bytes(fixed(payload, "keepalive")?);
                 peer.persistent_keepalive = (secs != 0).then_some(secs);
             }
             PEER_LAST_HANDSHAKE => {
                 // struct __kernel_timespec { s64 tv_sec; s64 tv_nsec; }
-                let ts: [u8; 16] = fixed(&payload, "handshake time")?;
+                let ts: [u8; 16] = fixed(payload, "handshake time")?;
                 let secs = i64::from_ne_bytes(fixed(&ts[..8], "seconds")?);
                 let nanos = i64::from_ne_bytes(fixed(&ts[8..], "nanoseconds")?);
                 if secs != 0 || nanos != 0 {
@@ -406,11 +400,11 @@ fn parse_peer(bytes: &[u8]) -> Result<PeerStatus, String> {
                     peer.last_handshake = SystemTime::UNIX_EPOCH.checked_add(since);
                 }
             }
-            PEER_RX_BYTES => peer.rx_bytes = u64::from_ne_bytes(fixed(&payload, "rx bytes")?),
-            PEER_TX_BYTES => peer.tx_bytes = u64::from_ne_bytes(fixed(&payload, "tx bytes")?),
+            PEER_RX_BYTES => peer.rx_bytes = u64::from_ne_bytes(fixed(payload, "rx bytes")?),
+            PEER_TX_BYTES => peer.tx_bytes = u64::from_ne_bytes(fixed(payload, "tx bytes")?),
             PEER_ALLOWED_IPS => {
-                for (_, ip) in nested(&payload)? {
-                    peer.allowed_ips.push(parse_allowed_ip(&ip)?);
+                for (_, ip) in nested(payload) {
+                    peer.allowed_ips.push(parse_allowed_ip(ip)?);
                 }
             }
             _ => {}
@@ -426,14 +420,12 @@ fn parse_peer(bytes: &[u8]) -> Result<PeerStatus, String> {
 fn parse_allowed_ip(bytes: &[u8]) -> Result<(IpAddr, u8), String> {
     let mut addr = None;
     let mut cidr = None;
-    for (ty, payload) in nested(bytes)? {
+    for (ty, payload) in nested(bytes) {
         match ty {
             ALLOWED_IP_ADDR => {
                 addr = match payload.len() {
-                    4 => Some(IpAddr::V4(Ipv4Addr::from(fixed::<4>(&payload, "address")?))),
-                    _ => Some(IpAddr::V6(Ipv6Addr::from(fixed::<16>(
-                        &payload, "address",
-                    )?))),
+                    4 => Some(IpAddr::V4(Ipv4Addr::from(fixed::<4>(payload, "address")?))),
+                    _ => Some(IpAddr::V6(Ipv6Addr::from(fixed::<16>(payload, "address")?))),
                 }
             }
             ALLOWED_IP_CIDR => cidr = payload.first().copied(),
@@ -448,18 +440,8 @@ fn parse_allowed_ip(bytes: &[u8]) -> Result<(IpAddr, u8), String> {
 mod tests {
     use super::super::{PeerConfig, PrivateKey};
     use super::*;
-
-    /// A netlink attribute written by hand: length, type, payload, padding to 4.
-    fn tlv(ty: u16, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&(4 + payload.len() as u16).to_ne_bytes());
-        out.extend_from_slice(&ty.to_ne_bytes());
-        out.extend_from_slice(payload);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out
-    }
+    use crate::netlink::nla;
+    use neli::attr::Attribute;
 
     const NESTED: u16 = 1 << 15;
 
@@ -526,9 +508,9 @@ mod tests {
         )
         .unwrap();
         let mut expected = genl_header(CMD_SET_DEVICE);
-        expected.extend(tlv(DEVICE_IFNAME, b"wg0\0"));
-        expected.extend(tlv(DEVICE_PRIVATE_KEY, &[7; 32]));
-        expected.extend(tlv(DEVICE_LISTEN_PORT, &51820u16.to_ne_bytes()));
+        expected.extend(nla(DEVICE_IFNAME, b"wg0\0"));
+        expected.extend(nla(DEVICE_PRIVATE_KEY, &[7; 32]));
+        expected.extend(nla(DEVICE_LISTEN_PORT, &51820u16.to_ne_bytes()));
         assert_eq!(*msg, expected);
         // Sized exactly: no reallocation left a copy of the key behind.
         assert_eq!(msg.capacity(), expected.len());
@@ -550,22 +532,22 @@ mod tests {
         endpoint.extend_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
         endpoint.extend_from_slice(&[0xca, 0x6c, 192, 0, 2, 7]);
         endpoint.extend_from_slice(&[0; 8]);
-        let mut ip = tlv(ALLOWED_IP_FAMILY, &(libc::AF_INET as u16).to_ne_bytes());
-        ip.extend(tlv(ALLOWED_IP_ADDR, &[10, 1, 2, 3]));
-        ip.extend(tlv(ALLOWED_IP_CIDR, &[32]));
-        let mut upsert = tlv(PEER_PUBLIC_KEY, &[1; 32]);
-        upsert.extend(tlv(PEER_FLAGS, &PEER_F_REPLACE_ALLOWED_IPS.to_ne_bytes()));
-        upsert.extend(tlv(PEER_ENDPOINT, &endpoint));
-        upsert.extend(tlv(PEER_KEEPALIVE, &0u16.to_ne_bytes()));
-        upsert.extend(tlv(PEER_ALLOWED_IPS | NESTED, &tlv(NESTED, &ip)));
-        let mut remove = tlv(PEER_PUBLIC_KEY, &[2; 32]);
-        remove.extend(tlv(PEER_FLAGS, &PEER_F_REMOVE_ME.to_ne_bytes()));
-        let mut peers = tlv(NESTED, &upsert);
-        peers.extend(tlv(NESTED, &remove));
+        let mut ip = nla(ALLOWED_IP_FAMILY, &(libc::AF_INET as u16).to_ne_bytes());
+        ip.extend(nla(ALLOWED_IP_ADDR, &[10, 1, 2, 3]));
+        ip.extend(nla(ALLOWED_IP_CIDR, &[32]));
+        let mut upsert = nla(PEER_PUBLIC_KEY, &[1; 32]);
+        upsert.extend(nla(PEER_FLAGS, &PEER_F_REPLACE_ALLOWED_IPS.to_ne_bytes()));
+        upsert.extend(nla(PEER_ENDPOINT, &endpoint));
+        upsert.extend(nla(PEER_KEEPALIVE, &0u16.to_ne_bytes()));
+        upsert.extend(nla(PEER_ALLOWED_IPS | NESTED, &nla(NESTED, &ip)));
+        let mut remove = nla(PEER_PUBLIC_KEY, &[2; 32]);
+        remove.extend(nla(PEER_FLAGS, &PEER_F_REMOVE_ME.to_ne_bytes()));
+        let mut peers = nla(NESTED, &upsert);
+        peers.extend(nla(NESTED, &remove));
 
         let mut expected = genl_header(CMD_SET_DEVICE);
-        expected.extend(tlv(DEVICE_IFNAME, b"wg0\0"));
-        expected.extend(tlv(DEVICE_PEERS | NESTED, &peers));
+        expected.extend(nla(DEVICE_IFNAME, b"wg0\0"));
+        expected.extend(nla(DEVICE_PEERS | NESTED, &peers));
         assert_eq!(bytes_of(&msgs[0]), expected);
     }
 
@@ -602,7 +584,7 @@ mod tests {
                 .find(|a| *a.nla_type().nla_type() == DEVICE_PEERS)
                 .unwrap();
             assert!(peers.payload().len() <= PEERS_BUDGET);
-            total += nested(peers.payload().as_ref()).unwrap().len();
+            total += nested(peers.payload().as_ref()).count();
         }
         assert_eq!(total, 1000);
     }
@@ -610,41 +592,36 @@ mod tests {
     #[test]
     fn dump_replies_merge_a_peer_split_across_messages() {
         let allowed = |ip: [u8; 4]| {
-            let mut e = tlv(ALLOWED_IP_FAMILY, &(libc::AF_INET as u16).to_ne_bytes());
-            e.extend(tlv(ALLOWED_IP_ADDR, &ip));
-            e.extend(tlv(ALLOWED_IP_CIDR, &[32]));
-            tlv(NESTED, &e)
+            let mut e = nla(ALLOWED_IP_FAMILY, &(libc::AF_INET as u16).to_ne_bytes());
+            e.extend(nla(ALLOWED_IP_ADDR, &ip));
+            e.extend(nla(ALLOWED_IP_CIDR, &[32]));
+            nla(NESTED, &e)
         };
         let mut handshake = 1_700_000_000i64.to_ne_bytes().to_vec();
         handshake.extend_from_slice(&7i64.to_ne_bytes());
-        let mut first = tlv(PEER_PUBLIC_KEY, &[3; 32]);
-        first.extend(tlv(
+        let mut first = nla(PEER_PUBLIC_KEY, &[3; 32]);
+        first.extend(nla(
             PEER_ENDPOINT,
             &sockaddr_bytes("192.0.2.1:5".parse().unwrap()),
         ));
-        first.extend(tlv(PEER_LAST_HANDSHAKE, &handshake));
-        first.extend(tlv(PEER_RX_BYTES, &10u64.to_ne_bytes()));
-        first.extend(tlv(PEER_TX_BYTES, &20u64.to_ne_bytes()));
-        first.extend(tlv(PEER_KEEPALIVE, &25u16.to_ne_bytes()));
-        first.extend(tlv(PEER_ALLOWED_IPS | NESTED, &allowed([10, 0, 0, 1])));
-        let mut rest = tlv(PEER_PUBLIC_KEY, &[3; 32]);
-        rest.extend(tlv(PEER_ALLOWED_IPS | NESTED, &allowed([10, 0, 0, 2])));
-        let other = tlv(PEER_PUBLIC_KEY, &[4; 32]);
+        first.extend(nla(PEER_LAST_HANDSHAKE, &handshake));
+        first.extend(nla(PEER_RX_BYTES, &10u64.to_ne_bytes()));
+        first.extend(nla(PEER_TX_BYTES, &20u64.to_ne_bytes()));
+        first.extend(nla(PEER_KEEPALIVE, &25u16.to_ne_bytes()));
+        first.extend(nla(PEER_ALLOWED_IPS | NESTED, &allowed([10, 0, 0, 1])));
+        let mut rest = nla(PEER_PUBLIC_KEY, &[3; 32]);
+        rest.extend(nla(PEER_ALLOWED_IPS | NESTED, &allowed([10, 0, 0, 2])));
+        let other = nla(PEER_PUBLIC_KEY, &[4; 32]);
 
         let mut one = genl_header(CMD_GET_DEVICE);
-        one.extend(tlv(DEVICE_LISTEN_PORT, &51820u16.to_ne_bytes()));
-        one.extend(tlv(DEVICE_PUBLIC_KEY, &[9; 32]));
-        one.extend(tlv(DEVICE_PEERS | NESTED, &tlv(NESTED, &first)));
+        one.extend(nla(DEVICE_LISTEN_PORT, &51820u16.to_ne_bytes()));
+        one.extend(nla(DEVICE_PUBLIC_KEY, &[9; 32]));
+        one.extend(nla(DEVICE_PEERS | NESTED, &nla(NESTED, &first)));
         let mut two = genl_header(CMD_GET_DEVICE);
-        let mut peers = tlv(NESTED, &rest);
-        peers.extend(tlv(NESTED, &other));
-        two.extend(tlv(DEVICE_PEERS | NESTED, &peers));
-        let msgs: Vec<Msg> = [one, two]
-            .iter()
-            .map(|b| Msg::from_bytes_with_input(&mut Cursor::new(b), b.len()).unwrap())
-            .collect();
-
-        let dev = parse_device(&msgs).unwrap();
+        let mut peers = nla(NESTED, &rest);
+        peers.extend(nla(NESTED, &other));
+        two.extend(nla(DEVICE_PEERS | NESTED, &peers));
+        let dev = parse_device(&[one, two]).unwrap();
         assert_eq!(dev.listen_port, 51820);
         assert_eq!(dev.public_key, Some(Key([9; 32])));
         assert_eq!(dev.peers.len(), 2);
