@@ -99,6 +99,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// The size of a netlink message header (`struct nlmsghdr`).
 const NLMSG_HDRLEN: usize = 16;
 
+/// The payload of one reply message. Zeroized when dropped: a WireGuard device's carries its
+/// private key.
+pub(crate) type Reply = Zeroizing<Vec<u8>>;
+
 /// One netlink socket doing synchronous request/response exchanges; shared by
 /// rtnetlink here and WireGuard's generic netlink.
 pub(crate) struct Conn {
@@ -132,7 +136,7 @@ impl Conn {
         ty: T,
         flags: NlmF,
         payload: P,
-    ) -> Result<Vec<Buffer>, Error>
+    ) -> Result<Vec<Reply>, Error>
     where
         T: Into<u16>,
         P: Size + ToBytes,
@@ -153,7 +157,7 @@ impl Conn {
         ty: u16,
         flags: NlmF,
         payload: &[u8],
-    ) -> Result<Vec<Buffer>, Error> {
+    ) -> Result<Vec<Reply>, Error> {
         for _ in 0..3 {
             if let Some(replies) = self.exchange_once(what, ty, flags, payload)? {
                 return Ok(replies);
@@ -172,7 +176,7 @@ impl Conn {
         ty: u16,
         flags: NlmF,
         payload: &[u8],
-    ) -> Result<Option<Vec<Buffer>>, Error> {
+    ) -> Result<Option<Vec<Reply>>, Error> {
         let fail = |detail: String| Error::new(what, detail);
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
@@ -204,7 +208,7 @@ impl Conn {
         let mut interrupted = false;
         loop {
             // Read by hand rather than by neli (its message parsing costs a router binary
-            // 15 KiB); zeroized, since a device's reply carries its private key.
+            // 15 KiB); zeroized, like each reply copied out of it.
             let datagram = self.recv().map_err(|e| fail(e.to_string()))?;
             let mut rest = &datagram[..];
             while !rest.is_empty() {
@@ -240,7 +244,7 @@ impl Conn {
                     // Replies were lost: as for an inconsistent dump, ask again.
                     NLMSG_OVERRUN => interrupted = true,
                     NLMSG_NOOP | NLMSG_DONE => {}
-                    _ => replies.push(Buffer::from(body)),
+                    _ => replies.push(Zeroizing::new(body.to_vec())),
                 }
             }
         }
@@ -382,7 +386,7 @@ impl Netlink {
             NlmF::empty(),
             msg,
         ) {
-            Ok(replies) => Ok(replies.iter().find_map(|r| parse_link(r.as_ref()))),
+            Ok(replies) => Ok(replies.iter().find_map(|r| parse_link(r))),
             Err(e) if e.errno == Some(ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -397,10 +401,7 @@ impl Netlink {
         let replies = self
             .conn
             .send("listing links", Rtm::Getlink, NlmF::DUMP, msg)?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| parse_link(r.as_ref()))
-            .collect())
+        Ok(replies.iter().filter_map(|r| parse_link(r)).collect())
     }
 
     /// Creates a WireGuard link; an existing link of that name (such as one a
@@ -461,7 +462,7 @@ impl Netlink {
             .send("listing addresses", Rtm::Getaddr, NlmF::DUMP, msg)?;
         Ok(replies
             .iter()
-            .filter_map(|r| parse_address(r.as_ref()))
+            .filter_map(|r| parse_address(r))
             .filter(|a| index.is_none_or(|i| a.index == i))
             .collect())
     }
@@ -552,10 +553,7 @@ impl Netlink {
             Err(e) => {
                 let lookup = ifinfo(index, Iff::empty(), Vec::new())?;
                 let name = match self.conn.send("", Rtm::Getlink, NlmF::empty(), lookup) {
-                    Ok(replies) => replies
-                        .iter()
-                        .find_map(|r| parse_link(r.as_ref()))
-                        .map(|l| l.name),
+                    Ok(replies) => replies.iter().find_map(|r| parse_link(r)).map(|l| l.name),
                     Err(_) => None,
                 };
                 let name = name.unwrap_or_else(|| format!("#{index}"));
@@ -626,10 +624,7 @@ impl Netlink {
         let replies = self
             .conn
             .send("listing routes", Rtm::Getroute, NlmF::DUMP, msg)?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| parse_route(r.as_ref()))
-            .collect())
+        Ok(replies.iter().filter_map(|r| parse_route(r)).collect())
     }
 }
 

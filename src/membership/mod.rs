@@ -141,9 +141,8 @@ impl Stats {
     /// Total drops for `reason` (0 if never seen).
     pub fn drops_for(&self, reason: &str) -> u64 {
         self.drops
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| *n)
+            .binary_search_by(|(r, _)| (*r).cmp(reason))
+            .map_or(0, |at| self.drops[at].1)
     }
 
     /// Total drops for every reason.

@@ -126,7 +126,7 @@ fn resolve_family(conn: &mut Conn, name: &str) -> Result<u16, Error> {
     };
     let id = replies
         .iter()
-        .flat_map(|msg| attributes(msg.as_ref(), GENL_HDRLEN))
+        .flat_map(|msg| attributes(msg, GENL_HDRLEN))
         .find(|(ty, _)| *ty == CTRL_ATTR_FAMILY_ID)
         .and_then(|(_, id)| <[u8; 2]>::try_from(id).ok())
         .map(u16::from_ne_bytes);
@@ -334,14 +334,14 @@ fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
 
 /// A GET_DEVICE dump: the device in the first message, peers spread over all of them;
 /// a peer whose allowed IPs did not fit continues, same key, in the next message.
-fn parse_device(msgs: &[impl AsRef<[u8]>]) -> Result<DeviceStatus, String> {
+fn parse_device(msgs: &[impl std::ops::Deref<Target = Vec<u8>>]) -> Result<DeviceStatus, String> {
     let mut device = DeviceStatus {
         public_key: None,
         listen_port: 0,
         peers: Vec::new(),
     };
     for msg in msgs {
-        for (ty, payload) in attributes(msg.as_ref(), GENL_HDRLEN) {
+        for (ty, payload) in attributes(msg, GENL_HDRLEN) {
             match ty {
                 DEVICE_PUBLIC_KEY => device.public_key = Some(Key(fixed(payload, "public key")?)),
                 DEVICE_LISTEN_PORT => {
@@ -621,7 +621,7 @@ mod tests {
         let mut peers = nla(NESTED, &rest);
         peers.extend(nla(NESTED, &other));
         two.extend(nla(DEVICE_PEERS | NESTED, &peers));
-        let dev = parse_device(&[one, two]).unwrap();
+        let dev = parse_device(&[Zeroizing::new(one), Zeroizing::new(two)]).unwrap();
         assert_eq!(dev.listen_port, 51820);
         assert_eq!(dev.public_key, Some(Key([9; 32])));
         assert_eq!(dev.peers.len(), 2);
