@@ -14,7 +14,7 @@ use neli::{
 };
 
 use super::{DeviceConfig, DeviceStatus, Error, Key, PeerChange, PeerStatus};
-use crate::netlink::{attributes, Conn};
+use crate::netlink::{attributes, Conn, Reply};
 use zeroize::Zeroizing;
 
 const FAMILY_NAME: &str = "wireguard";
@@ -334,7 +334,7 @@ fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
 
 /// A GET_DEVICE dump: the device in the first message, peers spread over all of them;
 /// a peer whose allowed IPs did not fit continues, same key, in the next message.
-fn parse_device(msgs: &[impl std::ops::Deref<Target = Vec<u8>>]) -> Result<DeviceStatus, String> {
+fn parse_device(msgs: &[Reply]) -> Result<DeviceStatus, String> {
     let mut device = DeviceStatus {
         public_key: None,
         listen_port: 0,
