@@ -5,7 +5,6 @@
 //! The socket is created 0600 in a 0700 directory, and the server also checks each client's uid:
 //! only root and the agent's own user can ask.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
@@ -16,6 +15,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use crate::membership::noise::{suppressed, Noise};
+use crate::vecmap::VecMap;
 use miniserde::{Deserialize, Serialize};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -238,7 +238,7 @@ pub struct Server {
     listener: UnixListener,
     path: PathBuf,
     token: Token,
-    conns: HashMap<Token, Conn>,
+    conns: VecMap<Token, Conn>,
     /// Any local user can connect at will: refusals are logged at a bounded rate.
     refused: Noise,
 }
@@ -270,7 +270,7 @@ impl Server {
             listener,
             path: path.to_path_buf(),
             token,
-            conns: HashMap::new(),
+            conns: VecMap::new(),
             refused: Noise::default(),
         })
     }

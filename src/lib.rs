@@ -29,4 +29,5 @@ pub mod spawn;
 pub mod state;
 pub mod system;
 pub mod transport;
+pub mod vecmap;
 pub mod wireguard;
