@@ -12,6 +12,7 @@ pub mod gob;
 pub mod hooks;
 pub mod hosts;
 pub mod join;
+pub mod json;
 pub mod logging;
 pub mod membership;
 pub mod mesh;
