@@ -295,9 +295,11 @@ const NLMSG_OVERRUN: u16 = 4;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 
 fn set_recv_timeout(fd: i32, timeout: Duration) -> std::io::Result<()> {
+    // `as _`: the field types' names (time_t, suseconds_t) are deprecated on 32-bit musl, where
+    // the libc crate keeps the kernel's old 32-bit timeval that its SO_RCVTIMEO value expects.
     let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        tv_sec: timeout.as_secs() as _,
+        tv_usec: timeout.subsec_micros() as _,
     };
     // SAFETY: fd is an open socket and tv a valid timeval of the size given.
     let rc = unsafe {
