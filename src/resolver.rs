@@ -7,7 +7,6 @@
 //! The sockets (one per address family in use, on an ephemeral port) are opened for the
 //! lookups out and closed when none is: each round of lookups gets a new random source port.
 
-use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -50,7 +49,7 @@ pub struct Resolver {
     /// IPv4 and IPv6, while lookups are out.
     sockets: [Option<UdpSocket>; 2],
     batches: Vec<Batch>,
-    answers: VecDeque<Answer>,
+    answers: Vec<Answer>,
     resolv_conf: PathBuf,
     hosts: PathBuf,
 }
@@ -73,7 +72,7 @@ impl Resolver {
             token,
             sockets: [None, None],
             batches: Vec::new(),
-            answers: VecDeque::new(),
+            answers: Vec::new(),
             resolv_conf: resolv_conf.into(),
             hosts: hosts.into(),
         })
@@ -138,7 +137,7 @@ impl Resolver {
 
     /// The next answer, once every target of a `lookup` has one.
     pub fn poll(&mut self) -> Option<Answer> {
-        self.answers.pop_front()
+        (!self.answers.is_empty()).then(|| self.answers.remove(0))
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -194,7 +193,7 @@ impl Resolver {
                 .all(|n| n.lookup.outcome().is_some())
             {
                 let batch = self.batches.remove(b);
-                self.answers.push_back(finish(batch));
+                self.answers.push(finish(batch));
             } else {
                 b += 1;
             }

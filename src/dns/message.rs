@@ -69,41 +69,48 @@ pub fn parse_reply(packet: &[u8], query: &[u8]) -> Option<Reply> {
         _ => Rcode::Failure,
     };
     let count = u16::from_be_bytes([packet[6], packet[7]]);
-    let mut records = Vec::new();
-    let mut at = HEADER + question.len();
-    for _ in 0..count {
-        match record(packet, at) {
-            Some((r, next)) => {
-                records.push(r);
-                at = next;
-            }
-            // A cut reply keeps what came before the cut.
-            None if truncated => break,
-            None => return None,
-        }
-    }
     // The owners we accept: the queried name, then the targets of CNAMEs owned by an accepted
-    // name, in whatever order the records come (each pass adds one or stops).
+    // name, in whatever order the records come: the answers are read again while a pass adds
+    // one (a chain of N names takes N passes; the reply is at most 512 bytes).
     let mut names = vec![question[..question.len() - 4].to_ascii_lowercase()];
-    while let Some(target) = records.iter().find_map(|r| {
-        (r.rtype == TYPE_CNAME && names.contains(&r.owner) && !names.contains(&r.data))
-            .then(|| r.data.clone())
-    }) {
-        names.push(target);
-    }
+    let (mut owner, mut target) = (Vec::new(), Vec::new());
     let mut addrs = Vec::new();
-    for r in records
-        .iter()
-        .filter(|r| r.rtype == qtype && names.contains(&r.owner))
-    {
-        let ip = match (qtype, r.data.len()) {
-            (TYPE_A, 4) => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&r.data[..]).ok()?)),
-            (TYPE_AAAA, 16) => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&r.data[..]).ok()?)),
-            _ => continue,
-        };
-        if !addrs.contains(&ip) {
-            addrs.push(ip);
+    loop {
+        let mut at = HEADER + question.len();
+        let known = names.len();
+        for _ in 0..count {
+            let Some((rtype, rdata, next)) = record(packet, at, &mut owner) else {
+                // A cut reply keeps what came before the cut.
+                if truncated {
+                    break;
+                }
+                return None;
+            };
+            at = next;
+            if !names.contains(&owner) {
+                continue;
+            }
+            if rtype == TYPE_CNAME {
+                read_name(packet, rdata, &mut target)?;
+                if !names.contains(&target) {
+                    names.push(target.clone());
+                }
+            } else if rtype == qtype && names.len() == known {
+                let data = &packet[rdata..next];
+                let ip = match (qtype, data.len()) {
+                    (TYPE_A, 4) => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(data).ok()?)),
+                    (TYPE_AAAA, 16) => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?)),
+                    _ => continue,
+                };
+                if !addrs.contains(&ip) {
+                    addrs.push(ip);
+                }
+            }
         }
+        if names.len() == known {
+            break;
+        }
+        addrs.clear();
     }
     Some(Reply {
         rcode,
@@ -112,34 +119,20 @@ pub fn parse_reply(packet: &[u8], query: &[u8]) -> Option<Reply> {
     })
 }
 
-/// One resource record of class IN: owner name in wire form (lowercase), type, and its data (a
-/// CNAME's target expanded to wire form).
-struct Record {
-    owner: Vec<u8>,
-    rtype: u16,
-    data: Vec<u8>,
-}
-
-/// The record at `at` and the offset after it; records of other classes have an empty owner.
-fn record(msg: &[u8], at: usize) -> Option<(Record, usize)> {
-    let mut owner = Vec::new();
-    let at = read_name(msg, at, &mut owner)?;
+/// The record at `at`: its owner read into `owner` (emptied for classes other than IN), its
+/// type, where its data starts, and the offset after it.
+fn record(msg: &[u8], at: usize, owner: &mut Vec<u8>) -> Option<(u16, usize, usize)> {
+    let at = read_name(msg, at, owner)?;
     let fixed = msg.get(at..at + 10)?;
     let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
     let class = u16::from_be_bytes([fixed[2], fixed[3]]);
     let len = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
     let start = at + 10;
-    let rdata = msg.get(start..start + len)?;
-    let mut data = Vec::new();
-    if rtype == TYPE_CNAME {
-        read_name(msg, start, &mut data)?;
-    } else {
-        data.extend_from_slice(rdata);
-    }
+    msg.get(start..start + len)?;
     if class != CLASS_IN {
         owner.clear();
     }
-    Some((Record { owner, rtype, data }, start + len))
+    Some((rtype, start, start + len))
 }
 
 /// Reads the name at `at`, following compression pointers, into `out` in wire form and
