@@ -168,13 +168,49 @@ fn lookups_through_real_sockets_with_a_dead_server_and_spoofed_replies() {
             assert_eq!(a.errors, ["silent: no nameserver answered within 2 s"]);
             assert!(start.elapsed() >= Duration::from_secs(2));
             assert_eq!(r.next_deadline(), None);
+
+            // Two lookups out at once: one answer each, whichever ends first.
+            assert!(r
+                .lookup(Instant::now(), &targets(&["seed2"]), 7946)
+                .is_none());
+            assert!(r
+                .lookup(Instant::now(), &targets(&["seed:9"]), 7946)
+                .is_none());
+            let mut both = [
+                wait_answer(&mut poll, &mut r, Duration::from_secs(5)),
+                wait_answer(&mut poll, &mut r, Duration::from_secs(5)),
+            ];
+            both.sort_by_key(|a| a.errors.len());
+            assert_eq!(
+                (both[0].addrs.as_slice(), both[0].errors.len()),
+                (&[sa("10.0.0.7:9")][..], 0)
+            );
+            assert_eq!(
+                (both[1].addrs.len(), &both[1].errors[..]),
+                (0, &["seed2: no such host".to_string()][..])
+            );
+            assert!(r.poll().is_none());
             stop.store(true, Ordering::Relaxed);
             served.join().unwrap()
         })
     });
     fs::remove_dir_all(&dir).unwrap();
     let mut log = log;
-    // A and AAAA go out together, in either order: compare per candidate, sorted.
+    // A and AAAA go out together, in either order: compare per candidate, sorted; the two
+    // lookups at once, in any order.
+    assert_eq!(log.len(), 16, "{log:?}");
+    let mut overlapping = log.split_off(10);
+    overlapping.sort();
+    let mut expected = asked(&[
+        ("seed.lan", 1),
+        ("seed.lan", 28),
+        ("seed2.lan", 1),
+        ("seed2.lan", 28),
+        ("seed2", 1),
+        ("seed2", 28),
+    ]);
+    expected.sort();
+    assert_eq!(overlapping, expected);
     for chunk in log.chunks_mut(2) {
         chunk.sort();
     }
