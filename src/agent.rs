@@ -488,7 +488,7 @@ impl Agent {
 
     fn answer(&mut self, request: Request) -> Result<String, String> {
         let (key, done) = match &request {
-            Request::Status => return Ok(miniserde::json::to_string(&self.status())),
+            Request::Status => return Ok(self.status().to_json()),
             Request::KeyInstall(k) => (k, "installed"),
             Request::KeyUse(k) => (k, "in use"),
             Request::KeyRemove(k) => (k, "removed"),

@@ -5,7 +5,6 @@
 //! The socket is created 0600 in a 0700 directory, and the server also checks each client's uid:
 //! only root and the agent's own user can ask.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
@@ -15,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
+use crate::json::{self, Value};
 use crate::membership::noise::{suppressed, Noise};
-use miniserde::{Deserialize, Serialize};
+use crate::vecmap::VecMap;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
@@ -91,7 +91,7 @@ impl Request {
 }
 
 /// One member as `wesher status` shows it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemberStatus {
     pub name: String,
     pub overlay: String,
@@ -104,12 +104,48 @@ pub struct MemberStatus {
     pub tx_bytes: u64,
 }
 
+impl MemberStatus {
+    fn write(&self, out: &mut String) {
+        let mut o = json::Object::new(out);
+        o.str("name", &self.name)
+            .str("overlay", &self.overlay)
+            .str("underlay", &self.underlay)
+            .str("state", &self.state)
+            .str("public_key", &self.public_key)
+            .opt_u64("handshake_age_secs", self.handshake_age_secs)
+            .u64("rx_bytes", self.rx_bytes)
+            .u64("tx_bytes", self.tx_bytes);
+        o.end();
+    }
+
+    fn read(v: &Value) -> Option<MemberStatus> {
+        Some(MemberStatus {
+            name: text(v, "name")?,
+            overlay: text(v, "overlay")?,
+            underlay: text(v, "underlay")?,
+            state: text(v, "state")?,
+            public_key: text(v, "public_key")?,
+            handshake_age_secs: match v.get("handshake_age_secs") {
+                None | Some(Value::Null) => None,
+                Some(n) => Some(n.as_u64()?),
+            },
+            rx_bytes: v.get("rx_bytes")?.as_u64()?,
+            tx_bytes: v.get("tx_bytes")?.as_u64()?,
+        })
+    }
+}
+
+/// A string member of a JSON object.
+pub(crate) fn text(v: &Value, name: &str) -> Option<String> {
+    v.get(name)?.as_str().map(String::from)
+}
+
 /// Version of the `status --json` schema (README, "Status JSON"). Raised only when a field is
 /// removed, renamed or changes meaning; new fields may appear at any time within a version.
 pub const STATUS_VERSION: u32 = 1;
 
 /// The whole status reply.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Status {
     /// `STATUS_VERSION` of the agent that answered.
     pub version: u32,
@@ -121,6 +157,33 @@ pub struct Status {
 }
 
 impl Status {
+    /// The reply to a status request (README, "Status JSON").
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        let mut o = json::Object::new(&mut out);
+        o.u64("version", self.version.into())
+            .str("interface", &self.interface);
+        self.node.write(o.key("node"));
+        json::array(o.key("members"), &self.members, |out, m| m.write(out));
+        self.counters.write(o.key("counters"));
+        o.end();
+        out
+    }
+
+    /// Reads a reply; fields it does not know are ignored (newer agents may add some).
+    pub fn from_json(reply: &str) -> Option<Status> {
+        let v = json::parse(reply).ok()?;
+        Some(Status {
+            version: v.get("version")?.as_u64()?.try_into().ok()?,
+            interface: text(&v, "interface")?,
+            node: MemberStatus::read(v.get("node")?)?,
+            members: (v.get("members")?.as_array()?.iter())
+                .map(MemberStatus::read)
+                .collect::<Option<_>>()?,
+            counters: crate::metrics::Counters::read(v.get("counters")?)?,
+        })
+    }
+
     /// A table for people; scripts use `--json`.
     pub fn render(&self) -> String {
         let mut out = format!(
@@ -238,7 +301,7 @@ pub struct Server {
     listener: UnixListener,
     path: PathBuf,
     token: Token,
-    conns: HashMap<Token, Conn>,
+    conns: VecMap<Token, Conn>,
     /// Any local user can connect at will: refusals are logged at a bounded rate.
     refused: Noise,
 }
@@ -270,7 +333,7 @@ impl Server {
             listener,
             path: path.to_path_buf(),
             token,
-            conns: HashMap::new(),
+            conns: VecMap::new(),
             refused: Noise::default(),
         })
     }
@@ -510,9 +573,25 @@ mod tests {
             members: vec![m, evil],
             counters: Default::default(),
         };
-        let json = miniserde::json::to_string(&s);
+        let json = s.to_json();
         assert!(json.starts_with(r#"{"version":1,"#), "{json}");
-        assert_eq!(miniserde::json::from_str::<Status>(&json).unwrap(), s);
+        assert_eq!(Status::from_json(&json).unwrap(), s);
+        // What a newer agent might add is ignored; what is missing or mistyped is refused.
+        let newer = json.replacen('{', r#"{"later":[1,{"x":null}],"#, 1);
+        assert_eq!(Status::from_json(&newer).unwrap(), s);
+        for broken in [
+            json.replacen(r#""version":1"#, r#""version":"1""#, 1),
+            json.replacen(r#""rx_bytes":10"#, r#""rx_bytes":-10"#, 1),
+            json.replacen(
+                r#""handshake_age_secs":3"#,
+                r#""handshake_age_secs":"3""#,
+                1,
+            ),
+            json.replacen(r#""interface""#, r#""iface""#, 1),
+            json[..json.len() - 1].to_string(),
+        ] {
+            assert_eq!(Status::from_json(&broken), None, "{broken}");
+        }
         let table = s.render();
         assert!(
             table.contains("node2") && table.contains("3s ago"),

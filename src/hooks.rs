@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
-use miniserde::Serialize;
 
+use crate::json;
 use crate::mesh::{Mesh, Peer};
 use crate::spawn::{self, Child};
 
@@ -174,44 +174,38 @@ impl Schedule {
     }
 }
 
-/// The mesh as a hook reads it on stdin.
-#[derive(Serialize)]
-struct MeshJson {
-    interface: String,
-    node: String,
-    overlay: String,
-    changes: Vec<ChangeJson>,
-    members: Vec<MemberJson>,
-}
-
-#[derive(Serialize)]
-struct ChangeJson {
-    event: String,
-    /// As it is now; as it was for a leave.
-    member: MemberJson,
-}
-
-#[derive(Serialize)]
-struct MemberJson {
-    name: String,
-    overlay: String,
-    endpoint: String,
-    public_key: String,
-    routed_nets: Vec<String>,
-}
-
 fn routed(p: &Peer) -> Vec<String> {
     p.routed.iter().map(ToString::to_string).collect()
 }
 
-fn member_json(p: &Peer) -> MemberJson {
-    MemberJson {
-        name: p.name.clone(),
-        overlay: p.overlay.to_string(),
-        endpoint: p.endpoint.to_string(),
-        public_key: p.public_key.to_base64(),
-        routed_nets: routed(p),
-    }
+/// One member as the hook's input shows it.
+fn member_json(out: &mut String, p: &Peer) {
+    let mut o = json::Object::new(out);
+    o.str("name", &p.name)
+        .str("overlay", &p.overlay.to_string())
+        .str("endpoint", &p.endpoint.to_string())
+        .str("public_key", &p.public_key.to_base64())
+        .strs("routed_nets", &routed(p));
+    o.end();
+}
+
+/// The mesh as a hook reads it on stdin: this node, the changes (each member as it is now, or
+/// as it was for a leave) and the members.
+fn mesh_json(changes: &[Change], node: &Node, mesh: &Mesh) -> String {
+    let mut out = String::new();
+    let mut o = json::Object::new(&mut out);
+    o.str("interface", node.interface)
+        .str("node", node.name)
+        .str("overlay", &node.overlay.to_string());
+    json::array(o.key("changes"), changes, |out, c| {
+        let mut change = json::Object::new(out);
+        change.str("event", c.event.name());
+        member_json(change.key("member"), &c.peer);
+        change.end();
+    });
+    json::array(o.key("members"), mesh.peers(), member_json);
+    o.end();
+    out
 }
 
 /// This node, as the hook's input names it.
@@ -310,19 +304,7 @@ impl Hooks {
         let last = changes
             .last()
             .ok_or_else(|| io::Error::other("no change"))?;
-        let json = miniserde::json::to_string(&MeshJson {
-            interface: node.interface.into(),
-            node: node.name.into(),
-            overlay: node.overlay.to_string(),
-            changes: changes
-                .iter()
-                .map(|c| ChangeJson {
-                    event: c.event.name().into(),
-                    member: member_json(&c.peer),
-                })
-                .collect(),
-            members: mesh.peers().map(member_json).collect(),
-        });
+        let json = mesh_json(changes, node, mesh);
         let stdin = spawn::memfile(json.as_bytes())?;
         let p = &last.peer;
         let env = [

@@ -16,7 +16,6 @@
 //! other lines of wesher instances aside: the same member in two clusters is no takeover).
 
 use crate::fsutil::{self, Attrs, FsError};
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -62,8 +61,10 @@ pub fn is_hostname(name: &str) -> bool {
 
 /// Names that resolve through lines we do not manage, lowercased: `localhost` and the names of
 /// every line that is neither ours nor another wesher instance's.
-fn foreign_names(existing: &[u8]) -> HashSet<String> {
-    let mut names: HashSet<String> = HashSet::from(["localhost".to_string()]);
+/// A vector searched in order: a hosts file has tens of names, and a set type would cost a
+/// router binary more code than the searches cost time.
+fn foreign_names(existing: &[u8]) -> Vec<String> {
+    let mut names = vec!["localhost".to_string()];
     let any_banner = b"# ! managed automatically by wesher interface ";
     for line in existing.split(|&b| b == b'\n') {
         if line.windows(any_banner.len()).any(|w| w == any_banner)
@@ -85,7 +86,7 @@ fn foreign_names(existing: &[u8]) -> HashSet<String> {
 }
 
 /// Whether a member called `name` may get a line next to `foreign` names.
-fn may_write(name: &str, foreign: &HashSet<String>) -> bool {
+fn may_write(name: &str, foreign: &[String]) -> bool {
     let lower = name.to_ascii_lowercase();
     is_hostname(name) && !lower.ends_with(".localhost") && !foreign.contains(&lower)
 }

@@ -38,16 +38,16 @@ fn main() -> ExitCode {
                 println!("{}", reply.trim_end());
                 return ExitCode::SUCCESS;
             }
-            match miniserde::json::from_str::<Status>(&reply) {
-                Ok(status) if prometheus => {
+            match Status::from_json(&reply) {
+                Some(status) if prometheus => {
                     print!("{}", wesher::metrics::render(&status));
                     ExitCode::SUCCESS
                 }
-                Ok(status) => {
+                Some(status) => {
                     print!("{}", status.render());
                     ExitCode::SUCCESS
                 }
-                Err(_) => fatal(&format!("the agent sent an unreadable status: {reply:?}")),
+                None => fatal(&format!("the agent sent an unreadable status: {reply:?}")),
             }
         }
         Command::Peer { interface, action } => match peer(&interface, action) {

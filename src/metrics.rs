@@ -5,14 +5,13 @@
 
 use std::fmt::Write;
 
-use miniserde::{Deserialize, Serialize};
-
-use crate::control::Status;
+use crate::control::{text, Status};
+use crate::json::{self, Value};
 use crate::membership::Stats;
 use crate::transport::TransportStats;
 
 /// The agent's counters since it started, as the status reply carries them.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
     pub packets_in: u64,
     pub packets_out: u64,
@@ -26,13 +25,52 @@ pub struct Counters {
     pub join_attempts: u64,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DropCount {
     pub reason: String,
     pub count: u64,
 }
 
 impl Counters {
+    /// As the status reply carries them.
+    pub fn write(&self, out: &mut String) {
+        let mut o = json::Object::new(out);
+        o.u64("packets_in", self.packets_in)
+            .u64("packets_out", self.packets_out)
+            .u64("bytes_in", self.bytes_in)
+            .u64("bytes_out", self.bytes_out)
+            .u64("streams_in", self.streams_in)
+            .u64("streams_out", self.streams_out);
+        json::array(o.key("drops"), &self.drops, |out, d| {
+            let mut drop = json::Object::new(out);
+            drop.str("reason", &d.reason).u64("count", d.count);
+            drop.end();
+        });
+        o.u64("join_attempts", self.join_attempts);
+        o.end();
+    }
+
+    pub fn read(v: &Value) -> Option<Counters> {
+        let n = |name| v.get(name)?.as_u64();
+        Some(Counters {
+            packets_in: n("packets_in")?,
+            packets_out: n("packets_out")?,
+            bytes_in: n("bytes_in")?,
+            bytes_out: n("bytes_out")?,
+            streams_in: n("streams_in")?,
+            streams_out: n("streams_out")?,
+            drops: (v.get("drops")?.as_array()?.iter())
+                .map(|d| {
+                    Some(DropCount {
+                        reason: text(d, "reason")?,
+                        count: d.get("count")?.as_u64()?,
+                    })
+                })
+                .collect::<Option<_>>()?,
+            join_attempts: n("join_attempts")?,
+        })
+    }
+
     /// The membership core's counters and the transport's, in one list of drop reasons.
     pub fn new(core: &Stats, transport: &TransportStats, join_attempts: u64) -> Counters {
         let mut drops: Vec<DropCount> = core

@@ -14,9 +14,8 @@
 use crate::base64;
 use crate::devices::Device;
 use crate::fsutil::{self, Attrs, FsError};
+use crate::json::{self, Value};
 use crate::secret::SecretKey;
-use miniserde::json::{self, Value};
-use miniserde::Serialize;
 use std::fmt;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -131,29 +130,19 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(State, Vec<String>), StateErr
     if text.trim().is_empty() {
         return Err(corrupt(path, "empty file"));
     }
-    let mut value: Value = json::from_str(text).map_err(|_| corrupt(path, "not valid JSON"))?;
+    let mut value =
+        json::parse(text).map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
     let parsed = parse_value(&value, path);
     // The keys' text does not outlive the parse.
-    if let Value::Object(top) = &mut value {
-        for field in ["ClusterKey", "ClusterKeys", "WireGuardKey"] {
-            match top.get_mut(field) {
-                Some(Value::String(s)) => s.zeroize(),
-                Some(Value::Array(items)) => items.iter_mut().for_each(|item| {
-                    if let Value::String(s) = item {
-                        s.zeroize()
-                    }
-                }),
-                _ => {}
-            }
-        }
-    }
+    value.strings_mut(&mut |s| s.zeroize());
     parsed
 }
 
 fn parse_value(value: &Value, path: &Path) -> Result<(State, Vec<String>), StateError> {
-    let Value::Object(top) = value else {
+    let top = value;
+    if !matches!(top, Value::Object(_)) {
         return Err(corrupt(path, "top level is not a JSON object"));
-    };
+    }
 
     let cluster_key = match top.get("ClusterKey") {
         None | Some(Value::Null) => None,
@@ -230,9 +219,10 @@ fn parse_value(value: &Value, path: &Path) -> Result<(State, Vec<String>), State
 }
 
 fn parse_node(item: &Value) -> Result<StoredNode, String> {
-    let Value::Object(obj) = item else {
+    let obj = item;
+    if !matches!(obj, Value::Object(_)) {
         return Err("not an object".into());
-    };
+    }
     let name = match obj.get("Name") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err("Name missing or not a string".into()),
@@ -255,12 +245,13 @@ fn parse_node(item: &Value) -> Result<StoredNode, String> {
 }
 
 fn parse_device(item: &Value) -> Result<Device, String> {
-    let field = |name: &str| match item {
-        Value::Object(obj) => match obj.get(name) {
-            Some(Value::String(s)) => Ok(s.as_str()),
-            _ => Err(format!("{name} missing or not a string")),
-        },
-        _ => Err("not an object".into()),
+    if !matches!(item, Value::Object(_)) {
+        return Err("not an object".into());
+    }
+    let field = |name: &str| {
+        item.get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{name} missing or not a string"))
     };
     Ok(Device {
         name: field("Name")?.into(),
@@ -271,110 +262,63 @@ fn parse_device(item: &Value) -> Result<Device, String> {
     })
 }
 
-#[derive(Serialize)]
-struct DeviceOut {
-    #[serde(rename = "Name")]
-    name: String,
-    #[serde(rename = "PubKey")]
-    pub_key: String,
-    #[serde(rename = "OverlayAddr")]
-    overlay_addr: String,
-}
-
-#[derive(Serialize)]
-struct FileOut<'a> {
-    #[serde(rename = "ClusterKey")]
-    cluster_key: Option<&'a str>,
-    #[serde(rename = "Nodes")]
-    nodes: Vec<NodeOut<'a>>,
-}
-
-/// The same with the keyring of a rotation in progress.
-#[derive(Serialize)]
-struct FileOutRotating<'a> {
-    #[serde(rename = "ClusterKey")]
-    cluster_key: Option<&'a str>,
-    #[serde(rename = "ClusterKeys")]
-    cluster_keys: Vec<&'a str>,
-    #[serde(rename = "Nodes")]
-    nodes: Vec<NodeOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct NodeOut<'a> {
-    #[serde(rename = "Name")]
-    name: &'a str,
-    #[serde(rename = "Addr")]
-    addr: String,
-    #[serde(rename = "Meta")]
-    meta: String,
-    #[serde(rename = "OverlayAddr")]
-    overlay_addr: &'a str,
-    #[serde(rename = "PubKey")]
-    pub_key: &'a str,
-}
-
 /// The JSON Go's `json.Marshal` would produce for the same state (Go's field order, v0.3 shape);
-/// `ClusterKeys` (primary first) only while extra keys are installed. Zeroized when dropped,
-/// as it holds the keys.
+/// `ClusterKeys` (primary first) only while extra keys are installed, and `Devices` with
+/// `WireGuardKey` only when devices are configured. Zeroized when dropped, as it holds the keys.
 pub fn render(state: &State) -> Zeroizing<String> {
-    let base = render_go(state);
-    if state.devices.is_empty() {
-        return base;
-    }
-    let devices: Vec<DeviceOut> = state
-        .devices
-        .iter()
-        .map(|d| DeviceOut {
-            name: d.name.clone(),
-            pub_key: d.public_key.to_base64(),
-            overlay_addr: d.overlay.to_string(),
-        })
-        .collect();
-    let devices = json::to_string(&devices);
-    // One allocation, sized up front: growing would leave copies of the keys behind.
-    let mut out = Zeroizing::new(String::with_capacity(base.len() + devices.len() + 80));
-    // The object's closing brace goes after the extra fields.
-    out.push_str(base.strip_suffix('}').unwrap_or(&base));
-    out.push_str(",\"Devices\":");
-    out.push_str(&devices);
-    if let Some(key) = &state.wireguard_key {
-        out.push_str(",\"WireGuardKey\":\"");
-        out.push_str(&key.to_base64());
-        out.push('"');
-    }
-    out.push('}');
-    out
-}
-
-fn render_go(state: &State) -> Zeroizing<String> {
+    // Members and devices are not secret: written first, then copied after the keys into one
+    // buffer sized up front (growing it would leave copies of the keys behind).
+    let mut nodes = String::new();
+    json::array(&mut nodes, &state.nodes, |out, n| {
+        let mut o = json::Object::new(out);
+        o.str("Name", &n.name)
+            .str("Addr", &n.addr.to_string())
+            .str("Meta", &base64::encode(&n.meta))
+            .str("OverlayAddr", "")
+            .str("PubKey", "");
+        o.end();
+    });
+    let mut devices = String::new();
+    json::array(&mut devices, &state.devices, |out, d| {
+        let mut o = json::Object::new(out);
+        o.str("Name", &d.name)
+            .str("PubKey", &d.public_key.to_base64())
+            .str("OverlayAddr", &d.overlay.to_string());
+        o.end();
+    });
     let cluster_key = state.cluster_key.as_ref().map(SecretKey::to_base64);
-    let cluster_key = cluster_key.as_deref().map(String::as_str);
-    let nodes = state
-        .nodes
-        .iter()
-        .map(|n| NodeOut {
-            name: &n.name,
-            addr: n.addr.to_string(),
-            meta: base64::encode(&n.meta),
-            overlay_addr: "",
-            pub_key: "",
-        })
-        .collect();
-    if state.extra_keys.is_empty() {
-        return Zeroizing::new(json::to_string(&FileOut { cluster_key, nodes }));
+    let keyring: Vec<Zeroizing<String>> = match state.extra_keys.is_empty() {
+        true => Vec::new(),
+        false => (state.cluster_key.iter().chain(&state.extra_keys))
+            .map(SecretKey::to_base64)
+            .collect(),
+    };
+    let wireguard_key = state.wireguard_key.as_ref().map(PrivateKey::to_base64);
+    // Base64 needs no escapes; the names, brackets and quotes around the keys take at most 80
+    // bytes, plus 3 per keyring entry.
+    let keys_len: usize = (cluster_key.iter().chain(&keyring).chain(&wireguard_key))
+        .map(|k| k.len() + 3)
+        .sum();
+    let mut out = Zeroizing::new(String::with_capacity(
+        80 + keys_len + nodes.len() + devices.len(),
+    ));
+    let mut o = json::Object::new(&mut out);
+    o.opt_str("ClusterKey", cluster_key.as_ref().map(|k| k.as_str()));
+    if !keyring.is_empty() {
+        o.strs(
+            "ClusterKeys",
+            &keyring.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        );
     }
-    let cluster_keys: Vec<Zeroizing<String>> = state
-        .cluster_key
-        .iter()
-        .chain(&state.extra_keys)
-        .map(SecretKey::to_base64)
-        .collect();
-    Zeroizing::new(json::to_string(&FileOutRotating {
-        cluster_key,
-        cluster_keys: cluster_keys.iter().map(|k| k.as_str()).collect(),
-        nodes,
-    }))
+    o.raw("Nodes", &nodes);
+    if !state.devices.is_empty() {
+        o.raw("Devices", &devices);
+        if let Some(key) = &wireguard_key {
+            o.str("WireGuardKey", key);
+        }
+    }
+    o.end();
+    out
 }
 
 /// Saves atomically to `<dir>/<iface>.json`, creating `dir` (0700) if needed.

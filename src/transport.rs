@@ -3,7 +3,8 @@
 //! accepts. It turns `Transmit`s into socket calls and readiness events into `Input`s, and holds
 //! no protocol logic. Single-threaded, non-blocking, driven by the caller's `mio::Poll`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use mio::{Interest, Registry, Token};
 use crate::membership::io::{Input, StreamId, Transmit};
 use crate::membership::noise::{suppressed, Noise};
 use crate::membership::Membership;
+use crate::vecmap::VecMap;
 
 /// Largest datagram we can receive; memberlist's own are at most 1400 bytes but a peer's MTU
 /// choice is not ours to police here.
@@ -81,8 +83,8 @@ pub struct Transport {
     udp: UdpSocket,
     listener: TcpListener,
     local: SocketAddr,
-    streams: HashMap<Token, Stream>,
-    tokens: HashMap<StreamId, Token>,
+    streams: VecMap<Token, Stream>,
+    tokens: VecMap<StreamId, Token>,
     free_tokens: Vec<Token>,
     next_token: usize,
     next_incoming: u64,
@@ -107,8 +109,8 @@ impl Transport {
             udp,
             listener,
             local,
-            streams: HashMap::new(),
-            tokens: HashMap::new(),
+            streams: VecMap::new(),
+            tokens: VecMap::new(),
             free_tokens: Vec::new(),
             next_token: FIRST_STREAM_TOKEN,
             next_incoming: 0,

@@ -108,8 +108,8 @@ fn status_json(node: &Node) -> Result<Status, String> {
     if !out.success() {
         return Err(format!("wesher status --json in {}: {out}", node.name));
     }
-    miniserde::json::from_str(&out.stdout)
-        .map_err(|_| format!("unparsable status JSON: {:?}", out.stdout))
+    Status::from_json(&out.stdout)
+        .ok_or_else(|| format!("unparsable status JSON: {:?}", out.stdout))
 }
 
 #[test]

@@ -33,8 +33,8 @@ fn sees_alive(node: &Node, name: &str) -> Result<(), String> {
     if !out.success() {
         return Err(format!("wesher status in {}: {out}", node.name));
     }
-    let status: Status = miniserde::json::from_str(&out.stdout)
-        .map_err(|_| format!("unparsable status: {:?}", out.stdout))?;
+    let status = Status::from_json(&out.stdout)
+        .ok_or_else(|| format!("unparsable status: {:?}", out.stdout))?;
     if status
         .members
         .iter()

@@ -151,9 +151,7 @@ fn status_json_fields_are_the_documented_ones() {
         members: vec![member],
         counters: Default::default(),
     };
-    let Ok(Value::Object(top)) =
-        miniserde::json::from_str::<Value>(&miniserde::json::to_string(&status))
-    else {
+    let Ok(Value::Object(top)) = miniserde::json::from_str::<Value>(&status.to_json()) else {
         panic!("status is not a JSON object")
     };
     let Some(Value::Object(node)) = top.get("node") else {

@@ -3,25 +3,26 @@
 //! node replaces the queued one; each is sent at most `limit` times.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
-
-/// Ordering key: (transmits, larger first, newer first).
-type Key = (u32, Reverse<usize>, Reverse<u64>);
 
 struct Entry {
+    /// Order of queueing: newer first among equals.
+    id: u64,
     node: String,
     msg: Vec<u8>,
     transmits: u32,
+    /// The `take` that last sent it: each goes at most once into one packet.
+    round: u64,
     /// Someone waits for this broadcast to finish (the leave).
     notify: bool,
 }
 
+/// At most one broadcast per node is queued, so a vector searched in order is enough (a
+/// fraction of the code of ordered maps on a router).
 #[derive(Default)]
 pub struct BroadcastQueue {
-    order: BTreeSet<Key>,
-    entries: HashMap<u64, Entry>,
-    by_node: HashMap<String, u64>,
+    entries: Vec<Entry>,
     next_id: u64,
+    round: u64,
     /// A broadcast with `notify` finished (sent `limit` times or replaced).
     notified: bool,
 }
@@ -34,78 +35,49 @@ impl BroadcastQueue {
 
     /// Queues an encoded message about `node`, replacing any older one about the same node.
     pub fn push(&mut self, node: &str, msg: Vec<u8>, notify: bool) {
-        if let Some(old) = self.by_node.get(node).copied() {
-            self.remove(old);
+        if let Some(i) = self.entries.iter().position(|e| e.node == node) {
+            self.notified |= self.entries.swap_remove(i).notify;
         }
         self.next_id += 1;
-        let id = self.next_id;
-        self.order.insert((0, Reverse(msg.len()), Reverse(id)));
-        self.by_node.insert(node.to_owned(), id);
-        self.entries.insert(
-            id,
-            Entry {
-                node: node.to_owned(),
-                msg,
-                transmits: 0,
-                notify,
-            },
-        );
-    }
-
-    fn remove(&mut self, id: u64) {
-        if let Some(e) = self.entries.remove(&id) {
-            self.order
-                .remove(&(e.transmits, Reverse(e.msg.len()), Reverse(id)));
-            self.by_node.remove(&e.node);
-            self.notified |= e.notify;
-        }
+        self.entries.push(Entry {
+            id: self.next_id,
+            node: node.to_owned(),
+            msg,
+            transmits: 0,
+            round: 0,
+            notify,
+        });
     }
 
     /// Takes messages fitting in `limit` bytes, counting `overhead` per message, each at most
-    /// `transmit_limit` times over its life. Least-sent first, then the largest that still fits.
+    /// `transmit_limit` times over its life. Least-sent first, then the largest that still fits,
+    /// then the newest.
     pub fn take(&mut self, overhead: usize, limit: usize, transmit_limit: u32) -> Vec<Vec<u8>> {
+        self.round += 1;
+        let round = self.round;
         let mut out = Vec::new();
-        let (Some(&(min_tr, ..)), Some(&(max_tr, ..))) = (self.order.first(), self.order.last())
-        else {
-            return out;
-        };
         let mut used = 0usize;
-        let mut reinsert = Vec::new();
-        let mut transmits = min_tr;
-        while transmits <= max_tr {
-            let Some(free) = limit.checked_sub(used + overhead).filter(|f| *f > 0) else {
+        while let Some(free) = limit.checked_sub(used + overhead).filter(|f| *f > 0) {
+            let Some(e) = self
+                .entries
+                .iter_mut()
+                .filter(|e| e.round != round && e.msg.len() <= free)
+                .min_by_key(|e| (e.transmits, Reverse(e.msg.len()), Reverse(e.id)))
+            else {
                 break;
             };
-            let from = (transmits, Reverse(free), Reverse(u64::MAX));
-            let to = (transmits + 1, Reverse(usize::MAX), Reverse(u64::MAX));
-            let Some(&(_, _, Reverse(id))) = self.order.range(from..to).next() else {
-                transmits += 1;
-                continue;
-            };
-            let Some(e) = self.entries.get_mut(&id) else {
-                break;
-            };
-            self.order
-                .remove(&(e.transmits, Reverse(e.msg.len()), Reverse(id)));
+            e.round = round;
+            e.transmits += 1;
             used += overhead + e.msg.len();
             out.push(e.msg.clone());
-            e.transmits += 1;
-            if e.transmits >= transmit_limit {
-                self.remove_unordered(id);
-            } else {
-                reinsert.push((e.transmits, Reverse(e.msg.len()), Reverse(id)));
-            }
         }
-        self.order.extend(reinsert);
+        let notified = &mut self.notified;
+        self.entries.retain(|e| {
+            let done = e.transmits >= transmit_limit;
+            *notified |= done && e.notify;
+            !done
+        });
         out
-    }
-
-    /// Drops an entry already taken out of `order`.
-    fn remove_unordered(&mut self, id: u64) {
-        if let Some(e) = self.entries.remove(&id) {
-            self.by_node.remove(&e.node);
-            self.notified |= e.notify;
-        }
     }
 
     /// Whether a `notify` broadcast has finished since the queue was made.

@@ -151,14 +151,12 @@ impl Membership {
 
     /// Incoming streams still waiting for their frame, oldest first, with their source.
     fn pending_streams(&self) -> Vec<(StreamId, std::net::IpAddr)> {
-        let mut pending: Vec<_> = self
-            .streams
+        // Stream ids grow with time and the map iterates in id order.
+        self.streams
             .iter()
             .filter(|(_, s)| matches!(s.role, Role::Incoming))
             .map(|(id, s)| (*id, s.peer.ip()))
-            .collect();
-        pending.sort_unstable();
-        pending
+            .collect()
     }
 
     /// Makes room for `more` bytes on pending stream `id` within [`PENDING_BYTES`] by evicting
@@ -339,13 +337,12 @@ impl Membership {
     }
 
     pub(super) fn expire_streams(&mut self, now: Instant) {
-        let mut due: Vec<StreamId> = self
+        let due: Vec<StreamId> = self
             .streams
             .iter()
             .filter(|(_, s)| s.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
-        due.sort_unstable();
         for id in due {
             self.fail_stream(id, "i/o timeout");
         }

@@ -2,7 +2,8 @@
 //! awareness and suspicion, gossip rounds and memberlist's alive / suspect / dead rules.
 //! TCP streams (join, push-pull, fallback ping) live in `stream.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use super::wire::{
     CRC_OVERHEAD, ENCRYPTION_OVERHEAD, MAX_COMPOUND_PARTS,
 };
 use super::{Config, Event, Member, MemberState, Stats};
+use crate::vecmap::VecMap;
 
 /// memberlist's UDPBufferSize: no packet we build is larger.
 pub(super) const UDP_BUFFER_SIZE: usize = 1400;
@@ -122,7 +124,7 @@ pub struct Membership {
     pub(super) nonces: Nonces,
     /// Probe order (memberlist's m.nodes), the local node included.
     pub(super) nodes: Vec<Node>,
-    pub(super) index: HashMap<String, usize>,
+    pub(super) index: VecMap<String, usize>,
     incarnation: u32,
     seq_no: u32,
     /// Lifeguard local health score, 0..awareness_max_multiplier.
@@ -138,10 +140,10 @@ pub struct Membership {
     /// changed, we left).
     gossip_soon: Option<Instant>,
     pub(super) next_push_pull: Instant,
-    suspicions: HashMap<String, Suspicion>,
-    relays: HashMap<u32, Relay>,
+    suspicions: VecMap<String, Suspicion>,
+    relays: VecMap<u32, Relay>,
     broadcasts: BroadcastQueue,
-    pub(super) streams: HashMap<StreamId, Stream>,
+    pub(super) streams: VecMap<StreamId, Stream>,
     pub(super) next_stream: u64,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
@@ -189,7 +191,7 @@ impl Membership {
             rng,
             nonces,
             nodes: Vec::new(),
-            index: HashMap::new(),
+            index: VecMap::new(),
             incarnation: 0,
             seq_no: 0,
             awareness: 0,
@@ -200,10 +202,10 @@ impl Membership {
             next_gossip,
             gossip_soon: None,
             next_push_pull,
-            suspicions: HashMap::new(),
-            relays: HashMap::new(),
+            suspicions: VecMap::new(),
+            relays: VecMap::new(),
             broadcasts: BroadcastQueue::default(),
-            streams: HashMap::new(),
+            streams: VecMap::new(),
             next_stream: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -488,14 +490,12 @@ impl Membership {
     }
 
     fn expire_relays(&mut self, now: Instant) {
-        let mut due: Vec<u32> = self
+        let due: Vec<u32> = self
             .relays
             .iter()
             .filter(|(_, r)| r.deadline <= now)
             .map(|(seq, _)| *seq)
             .collect();
-        // Sorted: HashMap order is random per process, runs must replay exactly.
-        due.sort_unstable();
         for seq in due {
             if let Some(r) = self.relays.remove(&seq) {
                 if r.nack {
@@ -1010,13 +1010,12 @@ impl Membership {
     }
 
     fn expire_suspicions(&mut self, now: Instant) {
-        let mut due: Vec<String> = self
+        let due: Vec<String> = self
             .suspicions
             .iter()
             .filter(|(_, s)| s.deadline <= now)
             .map(|(name, _)| name.clone())
             .collect();
-        due.sort_unstable();
         for name in due {
             let Some(sus) = self.suspicions.remove(&name) else {
                 continue;
