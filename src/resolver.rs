@@ -104,7 +104,9 @@ impl Resolver {
             }
             let (hosts, conf) = files.get_or_insert_with(|| {
                 // Missing files are empty ones: no hosts, the default nameserver.
-                let read = |p: &PathBuf| fs::read_to_string(p).unwrap_or_default();
+                let read = |p: &PathBuf| {
+                    String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned()
+                };
                 (
                     read(&self.hosts),
                     ResolvConf::parse(&read(&self.resolv_conf)),

@@ -35,7 +35,7 @@ impl ResolvConf {
             timeout: Duration::from_secs(5),
             attempts: 2,
         };
-        for line in text.lines() {
+        for line in text.split('\n') {
             let mut words = line.split_ascii_whitespace();
             match words.next() {
                 Some("nameserver") => {
@@ -47,12 +47,13 @@ impl ResolvConf {
                 }
                 // The last `search` or `domain` line wins, as in glibc and musl.
                 Some("search" | "domain") => {
-                    conf.search = words
-                        .map(|d| d.strip_suffix('.').unwrap_or(d))
-                        .filter(|d| is_hostname(d))
-                        .take(MAX_SEARCH)
-                        .map(str::to_ascii_lowercase)
-                        .collect();
+                    conf.search.clear();
+                    for domain in words {
+                        let domain = domain.strip_suffix('.').unwrap_or(domain);
+                        if is_hostname(domain) && conf.search.len() < MAX_SEARCH {
+                            conf.search.push(domain.to_ascii_lowercase());
+                        }
+                    }
                 }
                 Some("options") => {
                     for option in words {
@@ -87,7 +88,7 @@ impl ResolvConf {
 pub fn hosts_lookup(text: &str, name: &str) -> Vec<IpAddr> {
     let name = name.strip_suffix('.').unwrap_or(name);
     let mut found = Vec::new();
-    for line in text.lines() {
+    for line in text.split('\n') {
         let line = line.split('#').next().unwrap_or("");
         let mut words = line.split_ascii_whitespace();
         let Some(Ok(ip)) = words.next().map(str::parse::<IpAddr>) else {
@@ -118,6 +119,10 @@ mod tests {
         assert_eq!(conf.ndots, 1);
         assert_eq!(conf.timeout, Duration::from_secs(5));
         assert_eq!(conf.attempts, 2);
+        // DHCP clients may write CRLF line ends.
+        let crlf = ResolvConf::parse("nameserver 10.0.0.9\r\nsearch lan\r\n");
+        assert_eq!(crlf.nameservers, vec![ip("10.0.0.9")]);
+        assert_eq!(crlf.search, vec!["lan"]);
     }
 
     #[test]

@@ -104,19 +104,21 @@ impl Lookup {
             lookup.outcome = Some(Ok(in_hosts));
             return lookup;
         }
-        let searched = conf
-            .search
-            .iter()
-            .map(|domain| format!("{bare}.{domain}"))
-            .filter(|n| n.len() <= 253);
+        // The name first if absolute or with enough dots, then the search list, else last.
+        let bare_first = absolute || bare.bytes().filter(|&b| b == b'.').count() >= conf.ndots;
         let c = &mut lookup.candidates;
-        if absolute {
+        if bare_first {
             c.push(bare.to_string());
-        } else if bare.bytes().filter(|&b| b == b'.').count() >= conf.ndots {
-            c.push(bare.to_string());
-            c.extend(searched);
-        } else {
-            c.extend(searched);
+        }
+        if !absolute {
+            for domain in &conf.search {
+                let name = format!("{bare}.{domain}");
+                if name.len() <= 253 {
+                    c.push(name);
+                }
+            }
+        }
+        if !bare_first {
             c.push(bare.to_string());
         }
         lookup.start_candidate(now);
