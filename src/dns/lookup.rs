@@ -51,6 +51,13 @@ struct Query {
     failed: u8,
 }
 
+/// Before the first candidate (or with none: answered from /etc/hosts).
+const NO_QUERY: Query = Query {
+    packet: Vec::new(),
+    done: true,
+    failed: 0,
+};
+
 pub struct Lookup {
     candidates: Vec<String>,
     current: usize,
@@ -61,7 +68,7 @@ pub struct Lookup {
     deadline: Instant,
     ids: Ids,
     /// A and AAAA of the current candidate.
-    queries: Vec<Query>,
+    queries: [Query; 2],
     found: Vec<IpAddr>,
     /// A server answered the current candidate with an error (for the message).
     server_failed: bool,
@@ -85,7 +92,7 @@ impl Lookup {
             attempt: 0,
             deadline: now,
             ids,
-            queries: Vec::new(),
+            queries: [NO_QUERY, NO_QUERY],
             found: Vec::new(),
             server_failed: false,
             transmit: Vec::new(),
@@ -199,15 +206,11 @@ impl Lookup {
     fn start_candidate(&mut self, now: Instant) {
         let name = &self.candidates[self.current];
         let ids = &self.ids[2 * self.current..];
-        self.queries = [TYPE_A, TYPE_AAAA]
-            .iter()
-            .zip(ids)
-            .map(|(&qtype, &id)| Query {
-                packet: message::query(id, name, qtype),
-                done: false,
-                failed: 0,
-            })
-            .collect();
+        self.queries = [(ids[0], TYPE_A), (ids[1], TYPE_AAAA)].map(|(id, qtype)| Query {
+            packet: message::query(id, name, qtype),
+            done: false,
+            failed: 0,
+        });
         self.attempt = 0;
         self.server_failed = false;
         self.send(now);
