@@ -29,7 +29,8 @@ pub enum Failure {
     NotFound,
     /// No nameserver answered within this time (every attempt).
     Timeout(Duration),
-    /// Nameservers answered, but only with SERVFAIL, REFUSED or another error.
+    /// No valid answer in time, and a nameserver answered with SERVFAIL, REFUSED or another
+    /// error (the others, if any, with the same or not at all).
     ServerFailure,
 }
 
@@ -39,7 +40,9 @@ impl fmt::Display for Failure {
             Failure::InvalidName => f.write_str("not a valid host name"),
             Failure::NotFound => f.write_str("no such host"),
             Failure::Timeout(t) => write!(f, "no nameserver answered within {} s", t.as_secs()),
-            Failure::ServerFailure => f.write_str("the nameservers failed (SERVFAIL or REFUSED)"),
+            Failure::ServerFailure => {
+                f.write_str("no nameserver could answer (SERVFAIL or REFUSED)")
+            }
         }
     }
 }
