@@ -45,7 +45,7 @@ const SIGNALS: Token = Token(0);
 const CONTROL: Token = Token(1);
 /// rtnetlink notifications: below the transport's tokens, above the control socket's.
 const NOTIFY: Token = Token(1000);
-/// The resolver thread's answers.
+/// The resolver's sockets: this token (IPv4) and the next (IPv6).
 const RESOLVER: Token = Token(1001);
 
 /// How long a graceful leave may take before we exit anyway.
@@ -168,8 +168,6 @@ struct Agent {
     /// This node's connected networks, as the mesh last saw them.
     connected: Vec<Cidr>,
     resolver: Resolver,
-    /// The literal addresses of a lookup the resolver thread is finishing.
-    pending_lookup: Vec<SocketAddr>,
 }
 
 impl Agent {
@@ -368,7 +366,7 @@ impl Agent {
             }
         };
         let resolver = Resolver::start(poll.registry(), RESOLVER)
-            .map_err(|e| fail("starting the resolver thread", e))?;
+            .map_err(|e| fail("starting the resolver", e))?;
         // Without notifications, the periodic read-back still repairs, only later.
         let notifications = match Notifications::open(poll.registry(), NOTIFY) {
             Ok(n) => Some(n),
@@ -410,7 +408,6 @@ impl Agent {
             devices: stored.devices,
             connected: Vec::new(),
             resolver,
-            pending_lookup: Vec::new(),
             cfg,
         })
     }
@@ -460,11 +457,10 @@ impl Agent {
                         self.next_reconcile =
                             Some(self.next_reconcile.map_or(soon, |t| t.min(soon)));
                     }
-                } else if event.token() == RESOLVER {
+                } else if self.resolver.owns(event.token()) {
                     let now = Instant::now();
-                    while let Some(answer) = self.resolver.poll() {
-                        self.run_joins(now, Some(answer));
-                    }
+                    self.resolver.handle_readable(now);
+                    self.take_answers(now);
                 } else if self.control.as_ref().is_some_and(|c| c.owns(event.token())) {
                     self.on_control(poll.registry(), event.token());
                 } else {
@@ -663,6 +659,7 @@ impl Agent {
             }),
             self.leave_deadline,
             self.hooks.as_ref().and_then(Hooks::next_deadline),
+            self.resolver.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -672,6 +669,11 @@ impl Agent {
     fn on_timers(&mut self, now: Instant) {
         if self.membership.next_deadline().is_some_and(|d| d <= now) {
             self.membership.handle_timeout(now);
+        }
+        // Before the leave check: its deadline counts in `next_deadline` while leaving too.
+        if self.resolver.next_deadline().is_some_and(|d| d <= now) {
+            self.resolver.handle_timeout(now);
+            self.take_answers(now);
         }
         if self.leave_deadline.is_some() {
             return;
@@ -729,7 +731,14 @@ impl Agent {
         }
     }
 
-    /// Runs the join scheduler; `answer` is a lookup the resolver thread finished.
+    /// Hands the lookups the resolver finished to the join scheduler.
+    fn take_answers(&mut self, now: Instant) {
+        while let Some(answer) = self.resolver.poll() {
+            self.run_joins(now, Some(answer));
+        }
+    }
+
+    /// Runs the join scheduler; `answer` is a lookup the resolver finished.
     fn run_joins(&mut self, now: Instant, answer: Option<Answer>) {
         let (alive, lost) = self.member_addrs();
         let view = View {
@@ -737,8 +746,7 @@ impl Agent {
             lost: &lost,
         };
         let mut action = match answer {
-            Some(mut answer) => {
-                answer.addrs.append(&mut self.pending_lookup);
+            Some(answer) => {
                 self.lookup_errors(&answer);
                 self.joins.resolved(now, &view, answer.addrs)
             }
@@ -747,16 +755,13 @@ impl Agent {
         while let Some(a) = action {
             action = match a {
                 Action::Resolve(targets) => {
-                    match self.resolver.lookup(&targets, self.cfg.cluster_port) {
-                        Ok(answer) => {
+                    match self.resolver.lookup(now, &targets, self.cfg.cluster_port) {
+                        Some(answer) => {
                             self.lookup_errors(&answer);
                             self.joins.resolved(now, &view, answer.addrs)
                         }
-                        Err(partial) => {
-                            // The names are being looked up: the answer resumes this.
-                            self.pending_lookup = partial.addrs;
-                            None
-                        }
+                        // The names are being looked up: the answer resumes this.
+                        None => None,
                     }
                 }
                 Action::Join(addrs) => {

@@ -7,6 +7,7 @@ pub mod control;
 pub mod crc32;
 pub mod desired;
 pub mod devices;
+pub mod dns;
 pub mod fsutil;
 pub mod gob;
 pub mod hooks;

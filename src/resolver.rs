@@ -1,15 +1,26 @@
-//! Join-target name lookups off the event loop: `getaddrinfo` can block for as long as the
-//! resolver's timeouts (seconds, or more with a dead uplink), so one helper thread does them
-//! and hands the answers back through a `mio::Waker`. IP literals never reach the thread.
+//! Join-target name lookups in the agent's event loop, by our stub resolver (`dns`): each
+//! lookup reads /etc/hosts and /etc/resolv.conf afresh (DHCP rewrites the latter), its queries
+//! go out on UDP sockets registered on the loop's `Poll`, its timeouts come from the loop's
+//! deadline, and its answer comes back through `poll`. No thread, no getaddrinfo. IP literals
+//! are answered at once.
+//!
+//! The sockets (one per address family in use, on an ephemeral port) are opened for the
+//! lookups out and closed when none is: each round of lookups gets a new random source port.
 
-use std::collections::VecDeque;
+use std::fs;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Instant;
 
-use mio::{Registry, Token, Waker};
+use log::warn;
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
 
 use crate::config::JoinAddr;
+use crate::dns::conf::ResolvConf;
+use crate::dns::lookup::{Ids, Lookup};
+use crate::dns::message::MAX_UDP;
 
 /// What one lookup found.
 #[derive(Debug, Default)]
@@ -19,195 +30,217 @@ pub struct Answer {
     pub errors: Vec<String>,
 }
 
-/// Both directions in one lock (a plain queue each way: smaller code than channels).
-#[derive(Default)]
-struct Queues {
-    requests: VecDeque<Vec<(String, u16)>>,
-    answers: VecDeque<Answer>,
-    /// The agent is gone: the thread ends.
-    closed: bool,
+/// The targets of one `lookup` call, answered together.
+struct Batch {
+    answer: Answer,
+    names: Vec<Name>,
 }
 
-type Shared = Arc<(Mutex<Queues>, Condvar)>;
+struct Name {
+    host: String,
+    port: u16,
+    lookup: Lookup,
+}
 
 pub struct Resolver {
-    shared: Shared,
-}
-
-/// The helper thread's stack: getaddrinfo needs about 12 KiB of it (musl), our part less.
-const STACK_SIZE: usize = 256 * 1024;
-
-/// Runs `f` on a detached thread named "resolver". By pthread_create rather than std::thread,
-/// whose naming and stack-guard bookkeeping pull musl's printf and a BTreeMap (15 KiB) into a
-/// router binary for this one thread.
-fn spawn_detached(f: Box<dyn FnOnce() + Send>) -> io::Result<()> {
-    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
-        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-        unsafe { libc::prctl(libc::PR_SET_NAME, c"resolver".as_ptr()) };
-        // SAFETY: `arg` is the box leaked by spawn_detached, taken back here only.
-        let f = unsafe { Box::from_raw(arg.cast::<Box<dyn FnOnce() + Send>>()) };
-        f();
-        std::ptr::null_mut()
-    }
-    let arg = Box::into_raw(Box::new(f));
-    // SAFETY: the attribute object is initialised before use and destroyed after; on failure
-    // the thread never started, so the box is still ours to free.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        let mut rc = libc::pthread_attr_init(&mut attr);
-        if rc == 0 {
-            libc::pthread_attr_setstacksize(&mut attr, STACK_SIZE);
-            libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-            let mut thread: libc::pthread_t = std::mem::zeroed();
-            rc = libc::pthread_create(&mut thread, &attr, start, arg.cast());
-            libc::pthread_attr_destroy(&mut attr);
-        }
-        if rc != 0 {
-            drop(Box::from_raw(arg));
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-    }
-    Ok(())
-}
-
-impl Drop for Resolver {
-    fn drop(&mut self) {
-        let (lock, wake) = &*self.shared;
-        if let Ok(mut q) = lock.lock() {
-            q.closed = true;
-        }
-        wake.notify_one();
-    }
+    registry: Registry,
+    /// The IPv4 socket's; the IPv6 socket has the next one.
+    token: Token,
+    /// IPv4 and IPv6, while lookups are out.
+    sockets: [Option<UdpSocket>; 2],
+    batches: Vec<Batch>,
+    answers: Vec<Answer>,
+    resolv_conf: PathBuf,
+    hosts: PathBuf,
 }
 
 impl Resolver {
-    /// Starts the helper thread; its answers wake the loop with `token`.
+    /// A resolver reading the system's files; its sockets take `token` and the one after it.
     pub fn start(registry: &Registry, token: Token) -> io::Result<Resolver> {
-        let waker = Waker::new(registry, token)?;
-        let shared: Shared = Arc::default();
-        let theirs = Arc::clone(&shared);
-        spawn_detached(Box::new(move || serve(&theirs, &waker)))?;
-        Ok(Resolver { shared })
+        Resolver::with_files(registry, token, "/etc/resolv.conf", "/etc/hosts")
     }
 
-    /// Literals are answered at once (`Ok`); names go to the thread (`Err` with the literals
-    /// found so far, to add to the thread's answer).
-    pub fn lookup(&self, targets: &[JoinAddr], default_port: u16) -> Result<Answer, Answer> {
-        let mut now = Answer::default();
-        let mut names = Vec::new();
+    /// The same reading other files (tests).
+    pub fn with_files(
+        registry: &Registry,
+        token: Token,
+        resolv_conf: impl Into<PathBuf>,
+        hosts: impl Into<PathBuf>,
+    ) -> io::Result<Resolver> {
+        Ok(Resolver {
+            registry: registry.try_clone()?,
+            token,
+            sockets: [None, None],
+            batches: Vec::new(),
+            answers: Vec::new(),
+            resolv_conf: resolv_conf.into(),
+            hosts: hosts.into(),
+        })
+    }
+
+    /// Whether an event of `token` is for `handle_readable`.
+    pub fn owns(&self, token: Token) -> bool {
+        token.0.wrapping_sub(self.token.0) < 2
+    }
+
+    /// Looks `targets` up (port: theirs or `default_port`). Some: the answer now (literals and
+    /// /etc/hosts names only); None: it comes later from `poll`.
+    pub fn lookup(
+        &mut self,
+        now: Instant,
+        targets: &[JoinAddr],
+        default_port: u16,
+    ) -> Option<Answer> {
+        let mut batch = Batch {
+            answer: Answer::default(),
+            names: Vec::new(),
+        };
+        let mut files = None;
         for t in targets {
             let port = t.port_or(default_port);
-            match literal(&t.host, port) {
-                Some(addr) => now.addrs.push(addr),
-                None => names.push((t.host.clone(), port)),
+            if let Ok(ip) = t.host.trim_matches(['[', ']']).parse::<IpAddr>() {
+                batch.answer.addrs.push(SocketAddr::new(ip, port));
+                continue;
             }
-        }
-        if names.is_empty() {
-            return Ok(now);
-        }
-        let (lock, wake) = &*self.shared;
-        match lock.lock() {
-            Ok(mut q) => q.requests.push_back(names),
-            Err(_) => {
-                now.errors.push("the resolver thread is gone".into());
-                return Ok(now);
-            }
-        }
-        wake.notify_one();
-        Err(now)
-    }
-
-    /// The next answer from the thread, if one came.
-    pub fn poll(&self) -> Option<Answer> {
-        self.shared.0.lock().ok()?.answers.pop_front()
-    }
-}
-
-/// The thread: one lookup after another until the agent drops its `Resolver`.
-fn serve(shared: &Shared, waker: &Waker) {
-    let (lock, wake) = &**shared;
-    loop {
-        let targets = {
-            let Ok(mut q) = lock.lock() else { return };
-            loop {
-                if q.closed {
-                    return;
-                }
-                if let Some(t) = q.requests.pop_front() {
-                    break t;
-                }
-                q = match wake.wait(q) {
-                    Ok(q) => q,
-                    Err(_) => return,
+            let (hosts, conf) = files.get_or_insert_with(|| {
+                // Missing files are empty ones: no hosts, the default nameserver.
+                let read = |p: &PathBuf| {
+                    String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned()
                 };
+                (
+                    read(&self.hosts),
+                    ResolvConf::parse(&read(&self.resolv_conf)),
+                )
+            });
+            let mut random = [0u8; std::mem::size_of::<Ids>()];
+            if let Err(e) = getrandom::fill(&mut random) {
+                let host = &t.host;
+                batch
+                    .answer
+                    .errors
+                    .push(format!("{host}: no random query IDs: {e}"));
+                continue;
             }
-        };
-        let mut answer = Answer::default();
-        for (host, port) in targets {
-            match resolve(&host, port) {
-                Ok(found) => answer.addrs.extend(found),
-                Err(e) => answer.errors.push(format!("{host}: {e}")),
+            let ids: Ids =
+                std::array::from_fn(|i| u16::from_ne_bytes([random[2 * i], random[2 * i + 1]]));
+            batch.names.push(Name {
+                host: t.host.clone(),
+                port,
+                lookup: Lookup::new(now, &t.host, hosts, conf, ids),
+            });
+        }
+        if batch.names.iter().all(|n| n.lookup.outcome().is_some()) {
+            return Some(finish(batch));
+        }
+        self.batches.push(batch);
+        self.flush();
+        None
+    }
+
+    /// The next answer, once every target of a `lookup` has one.
+    pub fn poll(&mut self) -> Option<Answer> {
+        (!self.answers.is_empty()).then(|| self.answers.remove(0))
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.lookups()
+            .filter_map(|l| l.lookup.next_deadline())
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for name in self.batches.iter_mut().flat_map(|b| b.names.iter_mut()) {
+            name.lookup.handle_timeout(now);
+        }
+        self.flush();
+    }
+
+    /// Reads every datagram waiting on the sockets.
+    pub fn handle_readable(&mut self, now: Instant) {
+        let mut buf = [0u8; MAX_UDP];
+        for i in 0..2 {
+            while let Some(Ok((len, from))) =
+                self.sockets[i].as_ref().map(|s| s.recv_from(&mut buf))
+            {
+                for name in self.batches.iter_mut().flat_map(|b| b.names.iter_mut()) {
+                    name.lookup.handle_datagram(now, from, &buf[..len]);
+                }
             }
         }
-        match lock.lock() {
-            Ok(mut q) => q.answers.push_back(answer),
-            Err(_) => return,
+        self.flush();
+    }
+
+    fn lookups(&self) -> impl Iterator<Item = &Name> {
+        self.batches.iter().flat_map(|b| b.names.iter())
+    }
+
+    /// Sends what the lookups want sent, moves the batches that are done to `answers`, and
+    /// closes the sockets when no lookup is left.
+    fn flush(&mut self) {
+        for b in 0..self.batches.len() {
+            for n in 0..self.batches[b].names.len() {
+                while let Some((to, packet)) = self.batches[b].names[n].lookup.poll_transmit() {
+                    // A server we cannot reach now times out like one that does not answer.
+                    if let Some(socket) = self.socket(to.is_ipv6()) {
+                        let _ = socket.send_to(&packet, to);
+                    }
+                }
+            }
         }
-        let _ = waker.wake();
+        let mut b = 0;
+        while b < self.batches.len() {
+            if self.batches[b]
+                .names
+                .iter()
+                .all(|n| n.lookup.outcome().is_some())
+            {
+                let batch = self.batches.remove(b);
+                self.answers.push(finish(batch));
+            } else {
+                b += 1;
+            }
+        }
+        if self.batches.is_empty() {
+            for socket in self.sockets.iter_mut().filter_map(Option::take) {
+                let mut socket = socket;
+                let _ = self.registry.deregister(&mut socket);
+            }
+        }
+    }
+
+    /// The socket of a family, opened and registered on first use.
+    fn socket(&mut self, v6: bool) -> Option<&UdpSocket> {
+        let i = usize::from(v6);
+        if self.sockets[i].is_none() {
+            let any = match v6 {
+                false => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                true => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+            };
+            let token = Token(self.token.0 + i);
+            let opened = UdpSocket::bind(any).and_then(|mut s| {
+                self.registry.register(&mut s, token, Interest::READABLE)?;
+                Ok(s)
+            });
+            match opened {
+                Ok(s) => self.sockets[i] = Some(s),
+                Err(e) => warn!("resolver: cannot open a UDP socket on {any}: {e}"),
+            }
+        }
+        self.sockets[i].as_ref()
     }
 }
 
-/// An IP literal, with or without IPv6 brackets.
-fn literal(host: &str, port: u16) -> Option<SocketAddr> {
-    host.trim_matches(['[', ']'])
-        .parse::<IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, port))
-}
-
-fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    Ok((host, port).to_socket_addrs()?.collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mio::{Events, Poll};
-    use std::time::Duration;
-
-    fn target(s: &str) -> JoinAddr {
-        s.parse().unwrap()
+/// The answer of a batch whose lookups have all ended.
+fn finish(batch: Batch) -> Answer {
+    let mut answer = batch.answer;
+    for name in batch.names {
+        match name.lookup.outcome() {
+            Some(Ok(ips)) => answer
+                .addrs
+                .extend(ips.iter().map(|ip| SocketAddr::new(*ip, name.port))),
+            Some(Err(e)) => answer.errors.push(format!("{}: {e}", name.host)),
+            None => {}
+        }
     }
-
-    #[test]
-    fn literals_are_answered_at_once_and_names_by_the_thread() {
-        let mut poll = Poll::new().unwrap();
-        let r = Resolver::start(poll.registry(), Token(7)).unwrap();
-        let now = r
-            .lookup(&[target("192.0.2.7"), target("[2001:db8::1]:8000")], 7946)
-            .unwrap();
-        assert_eq!(
-            now.addrs,
-            vec![
-                "192.0.2.7:7946".parse().unwrap(),
-                "[2001:db8::1]:8000".parse().unwrap()
-            ]
-        );
-        let sent = r
-            .lookup(&[target("192.0.2.8"), target("localhost:7000")], 7946)
-            .unwrap_err();
-        assert_eq!(sent.addrs, vec!["192.0.2.8:7946".parse().unwrap()]);
-        let mut events = Events::with_capacity(4);
-        poll.poll(&mut events, Some(Duration::from_secs(30)))
-            .unwrap();
-        assert!(events.iter().any(|e| e.token() == Token(7)));
-        let answer = r.poll().unwrap();
-        assert!(!answer.addrs.is_empty() && answer.addrs.iter().all(|a| a.port() == 7000));
-        // The helper is a thread of this process, named for `ps -T`.
-        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .collect();
-        assert!(names.iter().any(|n| n == "resolver\n"), "{names:?}");
-    }
+    answer
 }
