@@ -48,6 +48,9 @@ pub struct Resolver {
     token: Token,
     /// IPv4 and IPv6, while lookups are out.
     sockets: [Option<UdpSocket>; 2],
+    /// A family whose socket could not be opened while these lookups are out (IPv6 disabled,
+    /// say): its servers time out, and the failure is logged once, not per query.
+    unavailable: [bool; 2],
     batches: Vec<Batch>,
     answers: Vec<Answer>,
     resolv_conf: PathBuf,
@@ -71,6 +74,7 @@ impl Resolver {
             registry: registry.try_clone()?,
             token,
             sockets: [None, None],
+            unavailable: [false; 2],
             batches: Vec::new(),
             answers: Vec::new(),
             resolv_conf: resolv_conf.into(),
@@ -201,6 +205,7 @@ impl Resolver {
             }
         }
         if self.batches.is_empty() {
+            self.unavailable = [false; 2];
             for socket in self.sockets.iter_mut().filter_map(Option::take) {
                 let mut socket = socket;
                 let _ = self.registry.deregister(&mut socket);
@@ -211,7 +216,7 @@ impl Resolver {
     /// The socket of a family, opened and registered on first use.
     fn socket(&mut self, v6: bool) -> Option<&UdpSocket> {
         let i = usize::from(v6);
-        if self.sockets[i].is_none() {
+        if self.sockets[i].is_none() && !self.unavailable[i] {
             let any = match v6 {
                 false => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
                 true => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
@@ -223,7 +228,10 @@ impl Resolver {
             });
             match opened {
                 Ok(s) => self.sockets[i] = Some(s),
-                Err(e) => warn!("resolver: cannot open a UDP socket on {any}: {e}"),
+                Err(e) => {
+                    warn!("resolver: cannot open a UDP socket on {any}: {e}");
+                    self.unavailable[i] = true;
+                }
             }
         }
         self.sockets[i].as_ref()
