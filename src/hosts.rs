@@ -61,6 +61,7 @@ pub fn is_hostname(name: &str) -> bool {
 
 /// Names that resolve through lines we do not manage, lowercased: `localhost` and the names of
 /// every line that is neither ours nor another wesher instance's.
+///
 /// A vector searched in order: a hosts file has tens of names, and a set type would cost a
 /// router binary more code than the searches cost time.
 fn foreign_names(existing: &[u8]) -> Vec<String> {
