@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Registry, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -365,8 +365,7 @@ impl Agent {
                 None
             }
         };
-        let resolver = Resolver::start(poll.registry(), RESOLVER)
-            .map_err(|e| fail("starting the resolver", e))?;
+        let resolver = Resolver::new(RESOLVER);
         // Without notifications, the periodic read-back still repairs, only later.
         let notifications = match Notifications::open(poll.registry(), NOTIFY) {
             Ok(n) => Some(n),
@@ -417,7 +416,7 @@ impl Agent {
         let mut inputs = Vec::new();
         loop {
             let now = Instant::now();
-            self.on_timers(now);
+            self.on_timers(poll.registry(), now);
             transport::pump(&mut self.membership, &mut self.transport, now);
             self.drain_events(now);
             if let Some(deadline) = self.leave_deadline {
@@ -459,8 +458,8 @@ impl Agent {
                     }
                 } else if self.resolver.owns(event.token()) {
                     let now = Instant::now();
-                    self.resolver.handle_readable(now);
-                    self.take_answers(now);
+                    self.resolver.handle_readable(poll.registry(), now);
+                    self.take_answers(poll.registry(), now);
                 } else if self.control.as_ref().is_some_and(|c| c.owns(event.token())) {
                     self.on_control(poll.registry(), event.token());
                 } else {
@@ -666,14 +665,14 @@ impl Agent {
         .min()
     }
 
-    fn on_timers(&mut self, now: Instant) {
+    fn on_timers(&mut self, registry: &Registry, now: Instant) {
         if self.membership.next_deadline().is_some_and(|d| d <= now) {
             self.membership.handle_timeout(now);
         }
         // Before the leave check: its deadline counts in `next_deadline` while leaving too.
         if self.resolver.next_deadline().is_some_and(|d| d <= now) {
-            self.resolver.handle_timeout(now);
-            self.take_answers(now);
+            self.resolver.handle_timeout(registry, now);
+            self.take_answers(registry, now);
         }
         if self.leave_deadline.is_some() {
             return;
@@ -714,7 +713,7 @@ impl Agent {
             }
         }
         if !self.no_underlay && self.moving.is_none() {
-            self.run_joins(now, None);
+            self.run_joins(registry, now, None);
         }
         if now >= self.next_hosts {
             self.next_hosts = now + HOSTS_REFRESH;
@@ -732,14 +731,14 @@ impl Agent {
     }
 
     /// Hands the lookups the resolver finished to the join scheduler.
-    fn take_answers(&mut self, now: Instant) {
+    fn take_answers(&mut self, registry: &Registry, now: Instant) {
         while let Some(answer) = self.resolver.poll() {
-            self.run_joins(now, Some(answer));
+            self.run_joins(registry, now, Some(answer));
         }
     }
 
     /// Runs the join scheduler; `answer` is a lookup the resolver finished.
-    fn run_joins(&mut self, now: Instant, answer: Option<Answer>) {
+    fn run_joins(&mut self, registry: &Registry, now: Instant, answer: Option<Answer>) {
         let (alive, lost) = self.member_addrs();
         let view = View {
             alive: &alive,
@@ -755,7 +754,10 @@ impl Agent {
         while let Some(a) = action {
             action = match a {
                 Action::Resolve(targets) => {
-                    match self.resolver.lookup(now, &targets, self.cfg.cluster_port) {
+                    match self
+                        .resolver
+                        .lookup(registry, now, &targets, self.cfg.cluster_port)
+                    {
                         Some(answer) => {
                             self.lookup_errors(&answer);
                             self.joins.resolved(now, &view, answer.addrs)

@@ -8,7 +8,6 @@
 //! lookups out and closed when none is: each round of lookups gets a new random source port.
 
 use std::fs;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,7 +42,6 @@ struct Name {
 }
 
 pub struct Resolver {
-    registry: Registry,
     /// The IPv4 socket's; the IPv6 socket has the next one.
     token: Token,
     /// IPv4 and IPv6, while lookups are out.
@@ -58,20 +56,19 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// A resolver reading the system's files; its sockets take `token` and the one after it.
-    pub fn start(registry: &Registry, token: Token) -> io::Result<Resolver> {
-        Resolver::with_files(registry, token, "/etc/resolv.conf", "/etc/hosts")
+    /// A resolver reading the system's files; its sockets take `token` and the one after it,
+    /// registered on the registry each call is given (the loop's).
+    pub fn new(token: Token) -> Resolver {
+        Resolver::with_files(token, "/etc/resolv.conf", "/etc/hosts")
     }
 
     /// The same reading other files (tests).
     pub fn with_files(
-        registry: &Registry,
         token: Token,
         resolv_conf: impl Into<PathBuf>,
         hosts: impl Into<PathBuf>,
-    ) -> io::Result<Resolver> {
-        Ok(Resolver {
-            registry: registry.try_clone()?,
+    ) -> Resolver {
+        Resolver {
             token,
             sockets: [None, None],
             unavailable: [false; 2],
@@ -79,7 +76,7 @@ impl Resolver {
             answers: Vec::new(),
             resolv_conf: resolv_conf.into(),
             hosts: hosts.into(),
-        })
+        }
     }
 
     /// Whether an event of `token` is for `handle_readable`.
@@ -91,6 +88,7 @@ impl Resolver {
     /// /etc/hosts names only); None: it comes later from `poll`.
     pub fn lookup(
         &mut self,
+        registry: &Registry,
         now: Instant,
         targets: &[JoinAddr],
         default_port: u16,
@@ -137,7 +135,7 @@ impl Resolver {
             return Some(finish(batch));
         }
         self.batches.push(batch);
-        self.flush();
+        self.flush(registry);
         None
     }
 
@@ -152,15 +150,15 @@ impl Resolver {
             .min()
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
         for name in self.batches.iter_mut().flat_map(|b| b.names.iter_mut()) {
             name.lookup.handle_timeout(now);
         }
-        self.flush();
+        self.flush(registry);
     }
 
     /// Reads every datagram waiting on the sockets.
-    pub fn handle_readable(&mut self, now: Instant) {
+    pub fn handle_readable(&mut self, registry: &Registry, now: Instant) {
         let mut buf = [0u8; MAX_UDP];
         for i in 0..2 {
             while let Some(Ok((len, from))) =
@@ -171,7 +169,7 @@ impl Resolver {
                 }
             }
         }
-        self.flush();
+        self.flush(registry);
     }
 
     fn lookups(&self) -> impl Iterator<Item = &Name> {
@@ -180,12 +178,12 @@ impl Resolver {
 
     /// Sends what the lookups want sent, moves the batches that are done to `answers`, and
     /// closes the sockets when no lookup is left.
-    fn flush(&mut self) {
+    fn flush(&mut self, registry: &Registry) {
         for b in 0..self.batches.len() {
             for n in 0..self.batches[b].names.len() {
                 while let Some((to, packet)) = self.batches[b].names[n].lookup.poll_transmit() {
                     // A server we cannot reach now times out like one that does not answer.
-                    if let Some(socket) = self.socket(to.is_ipv6()) {
+                    if let Some(socket) = self.socket(registry, to.is_ipv6()) {
                         let _ = socket.send_to(&packet, to);
                     }
                 }
@@ -208,13 +206,13 @@ impl Resolver {
             self.unavailable = [false; 2];
             for socket in self.sockets.iter_mut().filter_map(Option::take) {
                 let mut socket = socket;
-                let _ = self.registry.deregister(&mut socket);
+                let _ = registry.deregister(&mut socket);
             }
         }
     }
 
     /// The socket of a family, opened and registered on first use.
-    fn socket(&mut self, v6: bool) -> Option<&UdpSocket> {
+    fn socket(&mut self, registry: &Registry, v6: bool) -> Option<&UdpSocket> {
         let i = usize::from(v6);
         if self.sockets[i].is_none() && !self.unavailable[i] {
             let any = match v6 {
@@ -223,7 +221,7 @@ impl Resolver {
             };
             let token = Token(self.token.0 + i);
             let opened = UdpSocket::bind(any).and_then(|mut s| {
-                self.registry.register(&mut s, token, Interest::READABLE)?;
+                registry.register(&mut s, token, Interest::READABLE)?;
                 Ok(s)
             });
             match opened {

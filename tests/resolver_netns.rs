@@ -36,9 +36,9 @@ fn wait_answer(poll: &mut Poll, r: &mut Resolver, limit: Duration) -> Answer {
             .unwrap();
         let now = Instant::now();
         if events.iter().any(|e| r.owns(e.token())) {
-            r.handle_readable(now);
+            r.handle_readable(poll.registry(), now);
         }
-        r.handle_timeout(now);
+        r.handle_timeout(poll.registry(), now);
     }
 }
 
@@ -133,12 +133,13 @@ fn lookups_through_real_sockets_with_a_dead_server_and_spoofed_replies() {
             // A thread started here is in the namespace too.
             let served = s.spawn(|| serve(&server, &spoofer, &stop));
             let mut poll = Poll::new().unwrap();
-            let mut r = Resolver::with_files(poll.registry(), TOKEN, &conf, &hosts).unwrap();
+            let mut r = Resolver::with_files(TOKEN, &conf, &hosts);
             let sa = |a: &str| a.parse::<SocketAddr>().unwrap();
 
             // Literals and /etc/hosts names are answered at once, without a query.
             let now = r
                 .lookup(
+                    poll.registry(),
                     Instant::now(),
                     &targets(&["192.0.2.1", "FromHosts:8000"]),
                     7946,
@@ -148,14 +149,16 @@ fn lookups_through_real_sockets_with_a_dead_server_and_spoofed_replies() {
             assert!(now.errors.is_empty());
 
             let t = targets(&["192.0.2.1", "seed:8000"]);
-            assert!(r.lookup(Instant::now(), &t, 7946).is_none());
+            assert!(r
+                .lookup(poll.registry(), Instant::now(), &t, 7946)
+                .is_none());
             let a = wait_answer(&mut poll, &mut r, Duration::from_secs(5));
             assert!(a.errors.is_empty(), "{:?}", a.errors);
             assert_eq!(a.addrs, [sa("192.0.2.1:7946"), sa("10.0.0.7:8000")]);
 
             // NXDOMAIN for seed2.lan, then for seed2: no such host, named.
             assert!(r
-                .lookup(Instant::now(), &targets(&["seed2"]), 7946)
+                .lookup(poll.registry(), Instant::now(), &targets(&["seed2"]), 7946)
                 .is_none());
             let a = wait_answer(&mut poll, &mut r, Duration::from_secs(5));
             assert_eq!(a.errors, ["seed2: no such host"]);
@@ -163,7 +166,9 @@ fn lookups_through_real_sockets_with_a_dead_server_and_spoofed_replies() {
 
             // A server that reads and never answers: both attempts of 1 s, then the message.
             let start = Instant::now();
-            assert!(r.lookup(start, &targets(&["silent"]), 7946).is_none());
+            assert!(r
+                .lookup(poll.registry(), start, &targets(&["silent"]), 7946)
+                .is_none());
             let a = wait_answer(&mut poll, &mut r, Duration::from_secs(10));
             assert_eq!(a.errors, ["silent: no nameserver answered within 2 s"]);
             assert!(start.elapsed() >= Duration::from_secs(2));
@@ -171,10 +176,10 @@ fn lookups_through_real_sockets_with_a_dead_server_and_spoofed_replies() {
 
             // Two lookups out at once: one answer each, whichever ends first.
             assert!(r
-                .lookup(Instant::now(), &targets(&["seed2"]), 7946)
+                .lookup(poll.registry(), Instant::now(), &targets(&["seed2"]), 7946)
                 .is_none());
             assert!(r
-                .lookup(Instant::now(), &targets(&["seed:9"]), 7946)
+                .lookup(poll.registry(), Instant::now(), &targets(&["seed:9"]), 7946)
                 .is_none());
             let mut both = [
                 wait_answer(&mut poll, &mut r, Duration::from_secs(5)),
